@@ -1,0 +1,13 @@
+# Warnings and sanitizers. acme_warnings is linked as $<BUILD_INTERFACE:...> so it never leaks
+# into the exported package (STYLE.md, pitfall 1).
+add_library(acme_warnings INTERFACE)
+target_compile_options(acme_warnings INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wold-style-cast
+  -Wnon-virtual-dtor -Woverloaded-virtual -Wimplicit-fallthrough
+  $<$<BOOL:${ACME_WERROR}>:-Werror>)
+
+if(ACME_SANITIZE)
+  # Applies to everything built here, tests included; the package test runs in the plain build.
+  add_compile_options(-fsanitize=${ACME_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${ACME_SANITIZE})
+endif()

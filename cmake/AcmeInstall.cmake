@@ -1,0 +1,22 @@
+# Installs the libraries, public headers and an exported CMake package, so that another project
+# can find_package(acme) and link acme::core (and, as they arrive, acme::client, acme::worker).
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(ACME_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/acme)
+
+install(TARGETS acme_core EXPORT acmeTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+install(EXPORT acmeTargets NAMESPACE acme:: DESTINATION ${ACME_CMAKE_DIR})
+configure_package_config_file(cmake/acmeConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/acmeConfig.cmake INSTALL_DESTINATION ${ACME_CMAKE_DIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/acmeConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/acmeConfig.cmake ${PROJECT_BINARY_DIR}/acmeConfigVersion.cmake
+  DESTINATION ${ACME_CMAKE_DIR})
+
+# The build tree is a package too (fmt does this), for consumers that do not install.
+export(EXPORT acmeTargets NAMESPACE acme:: FILE ${PROJECT_BINARY_DIR}/acmeTargets.cmake)
