@@ -52,11 +52,12 @@ struct Bye {
 // ---- PROTOCOL.md §6.2: broker to client ----
 
 /// §6.2.1 ACCEPT: the broker holds `received` tasks of `job`; the client may send `window`
-/// more tasks (over all its jobs) before the next ACCEPT.
+/// more tasks (over all its jobs) before the next ACCEPT, and heartbeats every `heartbeat_ms`.
 struct Accept {
   std::uint64_t job = 0;
   std::uint64_t received = 0;
   std::uint64_t window = 0;
+  std::uint32_t heartbeat_ms = 1000;
   friend bool operator==(const Accept&, const Accept&) = default;
 };
 
