@@ -19,12 +19,12 @@ namespace acme::protocol {
 /// the job's common frame when `common` is set (only in the SUBMIT with first == 0).
 struct Submit {
   std::uint64_t job = 0;  // chosen by the client, unique among its open jobs
-  std::string function;
+  std::string function{};
   std::uint64_t total = 0;  // tasks in the whole job
   std::uint64_t first = 0;
   std::uint32_t count = 0;
   bool common = false;
-  std::optional<std::uint32_t> max_retries;  // absent: the broker's default
+  std::optional<std::uint32_t> max_retries{};  // absent: the broker's default
   bool retry_on_error = false;
   std::uint32_t timeout_ms = 0;  // 0: no timeout
   std::uint32_t cores = 1;       // cores each task needs
@@ -44,7 +44,7 @@ struct Heartbeat {
 
 /// §6.1.4, §6.2.6, §6.3.4, §6.4.5 BYE: any peer. `reconnect` is only meaningful from the broker.
 struct Bye {
-  std::string reason;
+  std::string reason{};
   bool reconnect = false;
   friend bool operator==(const Bye&, const Bye&) = default;
 };
@@ -72,7 +72,7 @@ struct JobResult {
 /// §6.2.2 RESULTS: finished tasks of `job`, one payload frame each, in the same order.
 struct JobResults {
   std::uint64_t job = 0;
-  std::vector<JobResult> results;
+  std::vector<JobResult> results{};
   friend bool operator==(const JobResults&, const JobResults&) = default;
 };
 
@@ -88,8 +88,8 @@ struct Done {
 /// §6.2.4 ERROR: a request was refused, or a job failed as a whole.
 struct Error {
   ErrorCode code = ErrorCode::Internal;
-  std::string message;
-  std::optional<std::uint64_t> job;  // the job it concerns, if any
+  std::string message{};
+  std::optional<std::uint64_t> job{};  // the job it concerns, if any
   friend bool operator==(const Error&, const Error&) = default;
 };
 
@@ -97,14 +97,14 @@ struct Error {
 
 /// §6.3.1 READY: the worker joins (or rejoins) and says what it offers.
 struct Ready {
-  std::vector<std::string> functions;
+  std::vector<std::string> functions{};
   std::uint32_t slots = 1;     // tasks it runs at once (in cores: see §8)
   std::uint32_t prefetch = 0;  // extra tasks it may hold queued
-  std::string host;
+  std::string host{};
   std::uint32_t pid = 0;
   std::uint32_t cores = 0;      // cores of its machine or allocation (information)
   std::uint64_t memory = 0;     // bytes of memory it may use (information)
-  std::string agent;            // implementation and version, e.g. "acme-worker 0.1.0"
+  std::string agent{};            // implementation and version, e.g. "acme-worker 0.1.0"
   friend bool operator==(const Ready&, const Ready&) = default;
 };
 
@@ -118,7 +118,7 @@ struct TaskResult {
 
 /// §6.3.2 RESULTS: finished tasks, one payload frame each, in the same order.
 struct TaskResults {
-  std::vector<TaskResult> results;
+  std::vector<TaskResult> results{};
   friend bool operator==(const TaskResults&, const TaskResults&) = default;
 };
 
@@ -143,11 +143,11 @@ struct TaskAssignment {
 /// frame when `common` is set.
 struct Tasks {
   std::uint64_t job = 0;
-  std::string function;
+  std::string function{};
   bool common = false;
   std::uint32_t timeout_ms = 0;
   std::uint32_t cores = 1;
-  std::vector<TaskAssignment> tasks;
+  std::vector<TaskAssignment> tasks{};
   friend bool operator==(const Tasks&, const Tasks&) = default;
 };
 
@@ -155,7 +155,7 @@ struct Tasks {
 /// (abandon all its tasks and forget its common frame).
 struct CancelTasks {
   std::uint64_t job = 0;
-  std::vector<std::uint64_t> tasks;
+  std::vector<std::uint64_t> tasks{};
   friend bool operator==(const CancelTasks&, const CancelTasks&) = default;
 };
 

@@ -13,27 +13,27 @@ namespace acme::scheduler {
 
 /// Send these tasks of `job` to `worker` (one TASKS message). Each consumed `cores` credits.
 struct SendTasks {
-  WorkerId worker;
-  JobId job;
-  std::vector<protocol::TaskAssignment> tasks;
+  WorkerId worker{};
+  JobId job{};
+  std::vector<protocol::TaskAssignment> tasks{};
   friend bool operator==(const SendTasks&, const SendTasks&) = default;
 };
 
 /// Tell `worker` to abandon these tasks of `job` (one CANCEL message). Their credits are
 /// already free: the scheduler no longer counts them as in flight.
 struct CancelTasks {
-  WorkerId worker;
-  JobId job;
-  std::vector<TaskIndex> tasks;
+  WorkerId worker{};
+  JobId job{};
+  std::vector<TaskIndex> tasks{};
   friend bool operator==(const CancelTasks&, const CancelTasks&) = default;
 };
 
 /// A task that was running on `attempts` workers that all died: fail it (PROTOCOL.md §10).
 struct TaskPoisoned {
-  JobId job;
+  JobId job{};
   TaskIndex index = 0;
   std::uint32_t attempts = 0;
-  WorkerId last_worker;
+  WorkerId last_worker{};
   friend bool operator==(const TaskPoisoned&, const TaskPoisoned&) = default;
 };
 
@@ -46,8 +46,8 @@ enum class JobEnd : std::uint8_t {
 
 /// The job is closed: no more decisions will name it. `ok + failed` results were delivered.
 struct JobFinished {
-  JobId job;
-  ClientId client;
+  JobId job{};
+  ClientId client{};
   JobEnd end = JobEnd::Completed;
   std::uint64_t ok = 0;
   std::uint64_t failed = 0;
@@ -56,7 +56,7 @@ struct JobFinished {
 
 /// A worker went silent for the peer timeout and was removed (for logs, and to tell it BYE).
 struct WorkerLost {
-  WorkerId worker;
+  WorkerId worker{};
   std::uint32_t requeued = 0;
   std::uint32_t poisoned = 0;
   friend bool operator==(const WorkerLost&, const WorkerLost&) = default;
@@ -64,13 +64,13 @@ struct WorkerLost {
 
 /// A client went silent for the peer timeout; its jobs were closed with JobEnd::ClientLost.
 struct ClientLost {
-  ClientId client;
+  ClientId client{};
   friend bool operator==(const ClientLost&, const ClientLost&) = default;
 };
 
 /// A client that had filled its submission window may send again (an ACCEPT, §6.2.1).
 struct WindowOpened {
-  ClientId client;
+  ClientId client{};
   std::uint64_t window = 0;
   friend bool operator==(const WindowOpened&, const WindowOpened&) = default;
 };

@@ -25,7 +25,7 @@ using TimePoint = Clock::time_point;
 
 /// What a worker offers, from its READY (PROTOCOL.md §6.3.1).
 struct WorkerSpec {
-  std::vector<std::string> functions;
+  std::vector<std::string> functions{};
   std::uint32_t slots = 1;
   std::uint32_t prefetch = 0;
 };
@@ -33,7 +33,7 @@ struct WorkerSpec {
 /// A job as the broker opens it: resolved from a SUBMIT with the broker's defaults applied.
 struct JobSpec {
   ClientId client{};
-  std::string function;
+  std::string function{};
   std::uint64_t total = 0;
   std::uint32_t max_retries = 3;
   bool retry_on_error = false;
@@ -74,6 +74,7 @@ class Scheduler {
   void heard_from(ClientId client, TimePoint now);
   /// The client said BYE: its open jobs end with JobEnd::ClientLost.
   void client_left(ClientId client, TimePoint now);
+  [[nodiscard]] bool client_alive(ClientId client) const;
   /// Tasks the client may still submit (PROTOCOL.md §6.2.1). A 0 here arms a WindowOpened.
   std::uint64_t window(ClientId client);
 
@@ -128,7 +129,7 @@ class Scheduler {
   static constexpr std::size_t kNone = std::numeric_limits<std::size_t>::max();
 
   struct InFlight {
-    JobId job;
+    JobId job{};
     TaskIndex index = 0;
     std::uint32_t attempt = 1;
     std::uint32_t failures = 0;  // earlier attempts that ended in a death or a retried error
@@ -140,22 +141,22 @@ class Scheduler {
   };
   struct Worker {
     bool alive = false;
-    bool in_idle_lists = false;
     bool dirty = false;
+    std::uint32_t idle_generation = 0;  // entries of the idle lists with another value are stale
     std::uint32_t slots = 1;
     std::uint32_t capacity = 1;  // slots + prefetch, in cores
     std::uint32_t used = 0;      // cores of the tasks in flight
-    std::vector<FunctionId> functions;  // sorted
-    std::deque<InFlight> tasks;         // in flight, in the order sent (§8: FIFO start order)
-    TimePoint last_seen;
+    std::vector<FunctionId> functions{};  // sorted
+    std::deque<InFlight> tasks{};         // in flight, in the order sent (§8: FIFO start order)
+    TimePoint last_seen{};
   };
   struct Client {
     bool alive = false;
     bool stalled = false;  // window() returned 0; a WindowOpened is owed
     std::uint64_t holding = 0;    // tasks in the broker: received, not yet finished
     std::uint64_t in_flight = 0;  // cores of its tasks on workers (the fairness measure)
-    std::vector<JobId> jobs;
-    TimePoint last_seen;
+    std::vector<JobId> jobs{};
+    TimePoint last_seen{};
   };
   struct Job {
     ClientId client{};
@@ -163,7 +164,7 @@ class Scheduler {
     std::uint64_t total = 0;
     std::uint64_t received = 0;  // tasks added so far: indices [0, received)
     std::uint64_t next = 0;      // the next never-dispatched index
-    std::deque<Retry> retries;   // requeued tasks; dispatched before fresh ones
+    std::deque<Retry> retries{};   // requeued tasks; dispatched before fresh ones
     std::uint64_t in_flight = 0;  // tasks
     std::uint64_t ok = 0;
     std::uint64_t failed = 0;
@@ -177,16 +178,20 @@ class Scheduler {
     bool orphan = false;
     [[nodiscard]] std::uint64_t queued() const { return received - next + retries.size(); }
   };
+  struct IdleEntry {
+    WorkerId worker{};
+    std::uint32_t generation = 0;
+  };
   struct Function {
-    std::string name;
-    std::vector<JobId> pending;        // open jobs with queued tasks
-    std::vector<WorkerId> idle;        // workers that had free credit and nothing to do (lazy)
+    std::string name{};
+    std::vector<JobId> pending{};        // open jobs with queued tasks
+    std::vector<IdleEntry> idle{};       // workers that had free credit and nothing to do (lazy)
     std::uint32_t live_workers = 0;
     std::uint32_t max_slots = 0;       // the largest slots among live workers offering it
   };
   enum class PeerKind : std::uint8_t { Worker, Client };
   struct Deadline {
-    TimePoint at;
+    TimePoint at{};
     PeerKind kind;
     std::uint32_t id;
     bool operator>(const Deadline& other) const { return at > other.at; }
@@ -204,8 +209,11 @@ class Scheduler {
   void requeue(Job& job, JobId id, const InFlight& task);
   void release(Worker& worker, Job& job, std::uint32_t cores);
   void finish_task(JobId id, Job& job, bool ok);
+  void maybe_open_window(ClientId id);
+  void go_idle(WorkerId id, Worker& worker);
   void close_job(JobId id, JobEnd end);
   void remove_worker(WorkerId id, bool died);
+  void forget_function(WorkerId id, Worker& worker, FunctionId function);
   void remove_client(ClientId id);
   void dispatch();
   void fill(WorkerId id, Worker& worker);
@@ -216,20 +224,21 @@ class Scheduler {
 
   Config config_;
   Stats stats_;
-  std::vector<Decision> decisions_;
-  std::vector<Worker> workers_;  // indexed by WorkerId; ids are never reused
-  std::vector<Client> clients_;  // indexed by ClientId; ids are never reused
+  std::vector<Decision> decisions_{};
+  std::vector<Worker> workers_{};  // indexed by WorkerId; ids are never reused
+  std::vector<Client> clients_{};  // indexed by ClientId; ids are never reused
   std::unordered_map<JobId, Job> jobs_;
   std::uint64_t next_job_ = 1;
-  std::vector<Function> functions_;
+  std::vector<Function> functions_{};
   std::unordered_map<std::string, FunctionId> function_ids_;
-  std::vector<JobId> dirty_jobs_;
-  std::vector<WorkerId> dirty_workers_;
+  std::vector<JobId> dirty_jobs_{};
+  std::vector<WorkerId> dirty_workers_{};
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::size_t live_workers_ = 0;
   bool capability_stale_ = false;
   TimePoint next_orphan_check_{};
   std::uint64_t serve_counter_ = 0;
+  std::vector<JobId> candidates_{};  // scratch space of fill(), kept to avoid allocations
 };
 
 }  // namespace acme::scheduler
