@@ -580,36 +580,29 @@ void Scheduler::fill(WorkerId id, Worker& worker) {
   candidates_.clear();
   for (const auto f : worker.functions) {
     for (const auto job_id : functions_[f].pending) {
-      const auto& job = jobs_.at(job_id);
+      auto& job = jobs_.at(job_id);
       if (job.cores <= worker.slots && job.cores <= worker.capacity - worker.used) {
-        candidates_.push_back(job_id);
+        candidates_.emplace_back(job_id, &job);
       }
     }
   }
   while (!candidates_.empty() && worker.used < worker.capacity) {
     // Fair share (§8): the client with the fewest cores in flight, then its job with the
     // fewest tasks in flight, then the job served longest ago.
+    auto share_key = [this](const Job& job) {
+      return std::tuple(clients_[index_of(job.client)].in_flight, job.in_flight, job.served);
+    };
     auto best = candidates_.begin();
-    const Job* best_job = &jobs_.at(*best);
     for (auto it = std::next(candidates_.begin()); it != candidates_.end(); ++it) {
-      const auto& job = jobs_.at(*it);
-      const auto key = std::tuple(clients_[index_of(job.client)].in_flight, job.in_flight, job.served);
-      const auto best_key = std::tuple(clients_[index_of(best_job->client)].in_flight,
-                                       best_job->in_flight, best_job->served);
-      if (key < best_key) {
-        best = it;
-        best_job = &job;
-      }
+      if (share_key(*it->second) < share_key(*best->second)) best = it;
     }
-    const auto job_id = *best;
-    auto& job = jobs_.at(job_id);
+    const auto [job_id, job] = *best;
     // Split the free credit evenly among the competing jobs, in batches of max_batch.
     const auto free = worker.capacity - worker.used;
     const auto share = std::max<std::uint32_t>(
-        job.cores, free / static_cast<std::uint32_t>(candidates_.size()));
-    const auto limit = std::min(config_.max_batch, share / job.cores);
-    assign(id, worker, job_id, job, limit);
-    if (job.queued() == 0 || job.cores > worker.capacity - worker.used) {
+        job->cores, free / static_cast<std::uint32_t>(candidates_.size()));
+    assign(id, worker, job_id, *job, std::min(config_.max_batch, share / job->cores));
+    if (job->queued() == 0 || job->cores > worker.capacity - worker.used) {
       *best = candidates_.back();
       candidates_.pop_back();
     }

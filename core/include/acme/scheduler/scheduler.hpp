@@ -238,7 +238,9 @@ class Scheduler {
   bool capability_stale_ = false;
   TimePoint next_orphan_check_{};
   std::uint64_t serve_counter_ = 0;
-  std::vector<JobId> candidates_{};  // scratch space of fill(), kept to avoid allocations
+  // Scratch space of fill(), kept to avoid allocations. Job pointers are stable: unordered_map
+  // nodes do not move, and fill() closes no job.
+  std::vector<std::pair<JobId, Job*>> candidates_{};
 };
 
 }  // namespace acme::scheduler
