@@ -38,7 +38,9 @@ void operator delete(void* pointer) noexcept {
   g_live_bytes.fetch_sub(static_cast<std::int64_t>(*block), std::memory_order_relaxed);
   std::free(block);  // NOLINT
 }
-void operator delete(void* pointer, std::size_t /*size*/) noexcept { operator delete(pointer); }
+void operator delete(void* pointer, std::size_t /*size*/) noexcept {
+  operator delete(pointer);
+}
 
 namespace {
 
@@ -61,7 +63,8 @@ struct Cluster {
   std::vector<JobId> jobs{};
 };
 
-void add_workers(Cluster& cluster, std::int64_t count, std::uint32_t slots, std::uint32_t prefetch) {
+void add_workers(Cluster& cluster, std::int64_t count, std::uint32_t slots,
+                 std::uint32_t prefetch) {
   for (std::int64_t i = 0; i < count; ++i) {
     cluster.workers.push_back(cluster.scheduler.add_worker(
         {.functions = {"noop"}, .slots = slots, .prefetch = prefetch}, cluster.now));

@@ -1,8 +1,8 @@
 // PROTOCOL.md §8: concurrent jobs and clients share the workers.
+#include <map>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include <map>
 
 #include "harness.hpp"
 

@@ -29,8 +29,8 @@ struct WorkerOptions {
 };
 
 struct JobOptions {
-  std::optional<ClientId> client{};  // default: the harness's first client
-  std::optional<std::uint64_t> total{};  // default: the submitted count
+  std::optional<ClientId> client{};            // default: the harness's first client
+  std::optional<std::uint64_t> total{};        // default: the submitted count
   std::optional<std::uint32_t> max_retries{};  // default: the config's, as the broker does
   bool retry_on_error = false;
   std::uint32_t cores = 1;
@@ -61,13 +61,14 @@ class SchedulerHarness {
   }
 
   JobId submit(const std::string& function, std::uint64_t count, const JobOptions& options = {}) {
-    const auto id = scheduler_.submit({.client = options.client.value_or(client_),
-                                       .function = function,
-                                       .total = options.total.value_or(count),
-                                       .max_retries = options.max_retries.value_or(scheduler_.config().max_retries),
-                                       .retry_on_error = options.retry_on_error,
-                                       .cores = options.cores},
-                                      count, now_);
+    const auto id = scheduler_.submit(
+        {.client = options.client.value_or(client_),
+         .function = function,
+         .total = options.total.value_or(count),
+         .max_retries = options.max_retries.value_or(scheduler_.config().max_retries),
+         .retry_on_error = options.retry_on_error,
+         .cores = options.cores},
+        count, now_);
     step();
     return id;
   }
@@ -165,12 +166,16 @@ class SchedulerHarness {
     return std::exchange(cancels_[worker], {});
   }
   std::vector<scheduler::TaskPoisoned> take_poisoned() { return std::exchange(poisoned_, {}); }
-  std::vector<scheduler::WorkerLost> take_lost_workers() { return std::exchange(lost_workers_, {}); }
+  std::vector<scheduler::WorkerLost> take_lost_workers() {
+    return std::exchange(lost_workers_, {});
+  }
   std::vector<ClientId> take_lost_clients() { return std::exchange(lost_clients_, {}); }
   std::vector<scheduler::WindowOpened> take_windows() { return std::exchange(windows_, {}); }
 
   [[nodiscard]] bool job_finished(JobId job) const { return finished_.contains(job); }
-  [[nodiscard]] const scheduler::JobFinished& finished(JobId job) const { return finished_.at(job); }
+  [[nodiscard]] const scheduler::JobFinished& finished(JobId job) const {
+    return finished_.at(job);
+  }
   /// Indices delivered for the job (verdict Deliver), in order of delivery.
   [[nodiscard]] std::vector<TaskIndex> delivered(JobId job) const {
     const auto it = delivered_.find(job);

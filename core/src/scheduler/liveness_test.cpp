@@ -106,7 +106,8 @@ TEST(SchedulerLiveness, ManyWorkersExpireWithoutScanningAll) {
   for (int i = 0; i < 1000; ++i) workers.push_back(h.add_worker());
   for (int t = 0; t < 4; ++t) {
     h.advance(1s);
-    for (std::size_t i = 0; i < workers.size(); i += 2) h.scheduler().heard_from(workers[i], h.now());
+    for (std::size_t i = 0; i < workers.size(); i += 2)
+      h.scheduler().heard_from(workers[i], h.now());
   }
   EXPECT_THAT(h.take_lost_workers(), SizeIs(500));
   EXPECT_EQ(h.scheduler().live_workers(), 500U);

@@ -1,11 +1,11 @@
 // The scheduler's rules. Every rule cites the section of docs/PROTOCOL.md it implements.
 // Pure: no sockets, threads, clock reads or logging.
-#include <acme/scheduler/scheduler.hpp>
-
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <utility>
+
+#include <acme/scheduler/scheduler.hpp>
 
 namespace acme::scheduler {
 namespace {
@@ -53,10 +53,6 @@ Scheduler::FunctionId Scheduler::intern(const std::string& name) {
       function_ids_.try_emplace(name, static_cast<FunctionId>(functions_.size()));
   if (inserted) functions_.push_back(Function{.name = name});
   return it->second;
-}
-
-bool Scheduler::offers(const Worker& worker, FunctionId function) const {
-  return std::binary_search(worker.functions.begin(), worker.functions.end(), function);
 }
 
 void Scheduler::watch(PeerKind kind, std::uint32_t id, TimePoint last_seen) {
@@ -149,7 +145,7 @@ void Scheduler::remove_client(ClientId id) {
 // ---------------------------------------------------------------------------------------------
 // Jobs
 
-JobId Scheduler::open_job(JobSpec spec, TimePoint now) {
+JobId Scheduler::open_job(const JobSpec& spec, TimePoint now) {
   auto* client = find(spec.client);
   require(client != nullptr, "open_job for an unknown client");
   require(spec.total > 0, "open_job with no tasks");
@@ -179,20 +175,20 @@ void Scheduler::add_tasks(JobId id, std::uint64_t count, TimePoint /*now*/) {
   mark_dirty(id, *job);
 }
 
-JobId Scheduler::submit(JobSpec spec, std::uint64_t count, TimePoint now) {
-  const auto id = open_job(std::move(spec), now);
+JobId Scheduler::submit(const JobSpec& spec, std::uint64_t count, TimePoint now) {
+  const auto id = open_job(spec, now);
   add_tasks(id, count, now);
   return id;
 }
 
-std::uint64_t Scheduler::queued(JobId id) const {
-  const auto it = jobs_.find(id);
+std::uint64_t Scheduler::queued(JobId job) const {
+  const auto it = jobs_.find(job);
   return it == jobs_.end() ? 0 : it->second.queued();
 }
 
-void Scheduler::cancel(JobId id, TimePoint /*now*/) {
-  if (find(id) == nullptr) return;
-  close_job(id, JobEnd::Cancelled);
+void Scheduler::cancel(JobId job, TimePoint /*now*/) {
+  if (find(job) == nullptr) return;
+  close_job(job, JobEnd::Cancelled);
 }
 
 void Scheduler::close_job(JobId id, JobEnd end) {
@@ -225,8 +221,8 @@ void Scheduler::close_job(JobId id, JobEnd end) {
   client.holding -= job.received - job.ok - job.failed;
   std::erase(client.jobs, id);
   const auto client_id = job.client;
-  decisions_.emplace_back(JobFinished{
-      .job = id, .client = client_id, .end = end, .ok = job.ok, .failed = job.failed});
+  decisions_.emplace_back(
+      JobFinished{.job = id, .client = client_id, .end = end, .ok = job.ok, .failed = job.failed});
   jobs_.erase(it);
   maybe_open_window(client_id);
 }
@@ -292,7 +288,9 @@ bool Scheduler::worker_alive(WorkerId worker) const {
 std::vector<std::pair<JobId, TaskIndex>> Scheduler::in_flight(WorkerId worker) const {
   std::vector<std::pair<JobId, TaskIndex>> tasks;
   if (!worker_alive(worker)) return tasks;
-  for (const auto& task : workers_[index_of(worker)].tasks) tasks.emplace_back(task.job, task.index);
+  for (const auto& task : workers_[index_of(worker)].tasks) {
+    tasks.emplace_back(task.job, task.index);
+  }
   return tasks;
 }
 
@@ -344,9 +342,7 @@ TaskVerdict Scheduler::task_done(WorkerId worker, JobId job_id, TaskIndex index,
   mark_dirty(worker, *w);
   const TaskVerdict deliver{.verdict = Verdict::Deliver, .attempt = task.attempt};
   switch (status) {
-    case protocol::TaskStatus::Ok:
-      finish_task(job_id, job, true);
-      return deliver;
+    case protocol::TaskStatus::Ok: finish_task(job_id, job, true); return deliver;
     case protocol::TaskStatus::Unsupported:
       // §6.5: the worker lacks the function after all: try elsewhere, at no cost to the task.
       forget_function(worker, *w, job.function);
@@ -355,8 +351,7 @@ TaskVerdict Scheduler::task_done(WorkerId worker, JobId job_id, TaskIndex index,
     case protocol::TaskStatus::Failed:
     case protocol::TaskStatus::TimedOut:
     case protocol::TaskStatus::Poisoned:
-    case protocol::TaskStatus::Cancelled:
-      break;
+    case protocol::TaskStatus::Cancelled: break;
   }
   // §10: an error is final unless the job retries errors and has failures left.
   if (job.retry_on_error && task.failures + 1 < job.max_retries) {
@@ -547,8 +542,8 @@ void Scheduler::go_idle(WorkerId id, Worker& worker) {
 
 void Scheduler::dispatch() {
   // New work wakes idle workers of its function: just enough of them to take it all.
-  for (std::size_t j = 0; j < dirty_jobs_.size(); ++j) {
-    auto* job = find(dirty_jobs_[j]);
+  for (const auto job_id : dirty_jobs_) {
+    auto* job = find(job_id);
     if (job == nullptr) continue;
     job->dirty = false;
     auto& idle = functions_[job->function].idle;
@@ -565,8 +560,7 @@ void Scheduler::dispatch() {
     }
   }
   dirty_jobs_.clear();
-  for (std::size_t i = 0; i < dirty_workers_.size(); ++i) {
-    const auto id = dirty_workers_[i];
+  for (const auto id : dirty_workers_) {
     auto& worker = workers_[index_of(id)];
     worker.dirty = false;
     if (worker.alive) fill(id, worker);
@@ -599,8 +593,8 @@ void Scheduler::fill(WorkerId id, Worker& worker) {
     const auto [job_id, job] = *best;
     // Split the free credit evenly among the competing jobs, in batches of max_batch.
     const auto free = worker.capacity - worker.used;
-    const auto share = std::max<std::uint32_t>(
-        job->cores, free / static_cast<std::uint32_t>(candidates_.size()));
+    const auto share =
+        std::max<std::uint32_t>(job->cores, free / static_cast<std::uint32_t>(candidates_.size()));
     assign(id, worker, job_id, *job, std::min(config_.max_batch, share / job->cores));
     if (job->queued() == 0 || job->cores > worker.capacity - worker.used) {
       *best = candidates_.back();
@@ -649,8 +643,15 @@ std::uint32_t Scheduler::assign(WorkerId wid, Worker& worker, JobId jid, Job& jo
 // Invariants (tests call this after every step)
 
 void Scheduler::check_invariants() const {
-  std::unordered_map<JobId, std::uint64_t> job_in_flight;
-  std::vector<std::uint64_t> client_in_flight(clients_.size(), 0);
+  const auto in_flight = check_worker_invariants();
+  check_job_invariants(in_flight);
+  // Work conservation (§8): once dispatch has run, no live worker has credit for a queued task
+  // it could run.
+  if (dirty_jobs_.empty() && dirty_workers_.empty()) check_work_conservation();
+}
+
+Scheduler::InFlightCounts Scheduler::check_worker_invariants() const {
+  InFlightCounts counts{.jobs = {}, .clients = std::vector<std::uint64_t>(clients_.size(), 0)};
   std::size_t alive = 0;
   for (const auto& worker : workers_) {
     if (!worker.alive) {
@@ -662,10 +663,11 @@ void Scheduler::check_invariants() const {
     for (const auto& task : worker.tasks) {
       const auto it = jobs_.find(task.job);
       require(it != jobs_.end(), "a worker holds a task of a closed job");
-      used += it->second.cores;
-      ++job_in_flight[task.job];
-      client_in_flight[index_of(it->second.client)] += it->second.cores;
-      require(task.attempt >= 1 && task.failures < it->second.max_retries,
+      const auto& job = it->second;
+      used += job.cores;
+      ++counts.jobs[task.job];
+      counts.clients[index_of(job.client)] += job.cores;
+      require(task.attempt >= 1 && task.failures < job.max_retries,
               "an in-flight task has a bad attempt or failure count");
     }
     require(used == worker.used, "a worker's used credit is not the sum of its tasks' cores");
@@ -674,22 +676,22 @@ void Scheduler::check_invariants() const {
             "a worker's functions are not sorted");
   }
   require(alive == live_workers_, "live worker count is wrong");
+  return counts;
+}
+
+void Scheduler::check_job_invariants(const InFlightCounts& in_flight) const {
   std::vector<std::uint64_t> holding(clients_.size(), 0);
   for (const auto& [id, job] : jobs_) {
     require(job.received <= job.total, "a job received more than its total");
     require(job.next <= job.received, "a job dispatched a task it never received");
     require(job.ok + job.failed + job.in_flight + job.queued() == job.received,
             "a job's tasks do not add up: ok + failed + in flight + queued != received");
-    const auto it = job_in_flight.find(id);
-    require((it == job_in_flight.end() ? 0 : it->second) == job.in_flight,
+    const auto it = in_flight.jobs.find(id);
+    require((it == in_flight.jobs.end() ? 0 : it->second) == job.in_flight,
             "a job's in-flight count differs from its tasks on workers");
     const auto& pending = functions_[job.function].pending;
-    if (job.queued() > 0) {
-      require(job.pending_pos < pending.size() && pending[job.pending_pos] == id,
-              "a job with queued tasks is not in its function's pending list");
-    } else {
-      require(job.pending_pos == kNone, "a job with no queued tasks is in a pending list");
-    }
+    const bool listed = job.pending_pos < pending.size() && pending[job.pending_pos] == id;
+    require(listed == (job.queued() > 0), "a job's place in its function's pending list is wrong");
     const auto& client = clients_[index_of(job.client)];
     require(client.alive, "an open job belongs to a lost client");
     require(std::find(client.jobs.begin(), client.jobs.end(), id) != client.jobs.end(),
@@ -698,25 +700,19 @@ void Scheduler::check_invariants() const {
   }
   for (std::size_t c = 0; c < clients_.size(); ++c) {
     if (!clients_[c].alive) continue;
-    require(clients_[c].in_flight == client_in_flight[c], "a client's in-flight count is wrong");
+    require(clients_[c].in_flight == in_flight.clients[c], "a client's in-flight count is wrong");
     require(clients_[c].holding == holding[c], "a client's held-task count is wrong");
   }
-  for (const auto& function : functions_) {
-    for (const auto id : function.pending) {
-      require(jobs_.contains(id), "a pending list names a closed job");
-    }
-  }
-  // Work conservation (§8): once dispatch has run, no live worker has credit for a queued task
-  // it could run.
-  if (dirty_jobs_.empty() && dirty_workers_.empty()) {
-    for (const auto& worker : workers_) {
-      if (!worker.alive) continue;
-      for (const auto f : worker.functions) {
-        for (const auto id : functions_[f].pending) {
-          const auto& job = jobs_.at(id);
-          require(job.cores > worker.slots || worker.capacity - worker.used < job.cores,
-                  "a worker has free credit while a task it could run is queued");
-        }
+}
+
+void Scheduler::check_work_conservation() const {
+  for (const auto& worker : workers_) {
+    if (!worker.alive) continue;
+    for (const auto f : worker.functions) {
+      for (const auto id : functions_[f].pending) {
+        const auto& job = jobs_.at(id);
+        require(job.cores > worker.slots || worker.capacity - worker.used < job.cores,
+                "a worker has free credit while a task it could run is queued");
       }
     }
   }

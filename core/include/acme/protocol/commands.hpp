@@ -102,9 +102,9 @@ struct Ready {
   std::uint32_t prefetch = 0;  // extra tasks it may hold queued
   std::string host{};
   std::uint32_t pid = 0;
-  std::uint32_t cores = 0;      // cores of its machine or allocation (information)
-  std::uint64_t memory = 0;     // bytes of memory it may use (information)
-  std::string agent{};            // implementation and version, e.g. "acme-worker 0.1.0"
+  std::uint32_t cores = 0;   // cores of its machine or allocation (information)
+  std::uint64_t memory = 0;  // bytes of memory it may use (information)
+  std::string agent{};       // implementation and version, e.g. "acme-worker 0.1.0"
   friend bool operator==(const Ready&, const Ready&) = default;
 };
 

@@ -19,7 +19,9 @@ struct Config {
   /// A job whose function no live worker offers fails after this long, if any worker is live.
   std::chrono::milliseconds no_worker_timeout{10000};
 
-  [[nodiscard]] std::chrono::milliseconds peer_timeout() const { return heartbeat_interval * liveness; }
+  [[nodiscard]] std::chrono::milliseconds peer_timeout() const {
+    return heartbeat_interval * liveness;
+  }
 };
 
 }  // namespace acme::scheduler

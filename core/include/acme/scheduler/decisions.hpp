@@ -38,10 +38,10 @@ struct TaskPoisoned {
 };
 
 enum class JobEnd : std::uint8_t {
-  Completed,  // every task has a delivered result (ok or failed)
-  Cancelled,  // the client cancelled it
-  ClientLost, // the client went silent or left
-  NoWorker,   // no live worker offered its function (or enough cores) for no_worker_timeout
+  Completed,   // every task has a delivered result (ok or failed)
+  Cancelled,   // the client cancelled it
+  ClientLost,  // the client went silent or left
+  NoWorker,    // no live worker offered its function (or enough cores) for no_worker_timeout
 };
 
 /// The job is closed: no more decisions will name it. `ok + failed` results were delivered.

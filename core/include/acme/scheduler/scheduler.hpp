@@ -54,10 +54,10 @@ struct TaskVerdict {
 
 /// Counters of peer-caused oddities; the broker logs them. Never an exception.
 struct Stats {
-  std::uint64_t dispatched = 0;       // task assignments sent
-  std::uint64_t late_results = 0;     // results for tasks not in flight on that worker
-  std::uint64_t unknown_peers = 0;    // events naming a worker or client that is gone
-  std::uint64_t requeued = 0;         // tasks put back after a worker death, BYE or retry
+  std::uint64_t dispatched = 0;     // task assignments sent
+  std::uint64_t late_results = 0;   // results for tasks not in flight on that worker
+  std::uint64_t unknown_peers = 0;  // events naming a worker or client that is gone
+  std::uint64_t requeued = 0;       // tasks put back after a worker death, BYE or retry
   std::uint64_t poisoned = 0;
   std::uint64_t workers_lost = 0;
   std::uint64_t clients_lost = 0;
@@ -80,12 +80,12 @@ class Scheduler {
 
   // ---- jobs ----
   /// Opens a job with no tasks yet. Precondition: spec.total > 0 and the client is known.
-  JobId open_job(JobSpec spec, TimePoint now);
+  JobId open_job(const JobSpec& spec, TimePoint now);
   /// The job's next `count` tasks arrived (indices continue where the last call stopped).
   /// Precondition: the job is open and the total is not exceeded.
-  void add_tasks(JobId job, std::uint64_t count, TimePoint now);
+  void add_tasks(JobId id, std::uint64_t count, TimePoint now);
   /// open_job + add_tasks.
-  JobId submit(JobSpec spec, std::uint64_t count, TimePoint now);
+  JobId submit(const JobSpec& spec, std::uint64_t count, TimePoint now);
   /// The client cancelled the job: queued tasks are dropped, in-flight ones cancelled.
   void cancel(JobId job, TimePoint now);
   [[nodiscard]] bool job_open(JobId job) const { return jobs_.contains(job); }
@@ -144,15 +144,15 @@ class Scheduler {
     bool dirty = false;
     std::uint32_t idle_generation = 0;  // entries of the idle lists with another value are stale
     std::uint32_t slots = 1;
-    std::uint32_t capacity = 1;  // slots + prefetch, in cores
-    std::uint32_t used = 0;      // cores of the tasks in flight
+    std::uint32_t capacity = 1;           // slots + prefetch, in cores
+    std::uint32_t used = 0;               // cores of the tasks in flight
     std::vector<FunctionId> functions{};  // sorted
     std::deque<InFlight> tasks{};         // in flight, in the order sent (§8: FIFO start order)
     TimePoint last_seen{};
   };
   struct Client {
     bool alive = false;
-    bool stalled = false;  // window() returned 0; a WindowOpened is owed
+    bool stalled = false;         // window() returned 0; a WindowOpened is owed
     std::uint64_t holding = 0;    // tasks in the broker: received, not yet finished
     std::uint64_t in_flight = 0;  // cores of its tasks on workers (the fairness measure)
     std::vector<JobId> jobs{};
@@ -162,9 +162,9 @@ class Scheduler {
     ClientId client{};
     FunctionId function = 0;
     std::uint64_t total = 0;
-    std::uint64_t received = 0;  // tasks added so far: indices [0, received)
-    std::uint64_t next = 0;      // the next never-dispatched index
-    std::deque<Retry> retries{};   // requeued tasks; dispatched before fresh ones
+    std::uint64_t received = 0;   // tasks added so far: indices [0, received)
+    std::uint64_t next = 0;       // the next never-dispatched index
+    std::deque<Retry> retries{};  // requeued tasks; dispatched before fresh ones
     std::uint64_t in_flight = 0;  // tasks
     std::uint64_t ok = 0;
     std::uint64_t failed = 0;
@@ -173,7 +173,7 @@ class Scheduler {
     bool retry_on_error = false;
     bool dirty = false;
     std::size_t pending_pos = kNone;  // position in its function's pending list
-    std::uint64_t served = 0;          // round-robin tie-break among equal shares
+    std::uint64_t served = 0;         // round-robin tie-break among equal shares
     TimePoint orphan_since{};
     bool orphan = false;
     [[nodiscard]] std::uint64_t queued() const { return received - next + retries.size(); }
@@ -184,10 +184,10 @@ class Scheduler {
   };
   struct Function {
     std::string name{};
-    std::vector<JobId> pending{};        // open jobs with queued tasks
-    std::vector<IdleEntry> idle{};       // workers that had free credit and nothing to do (lazy)
+    std::vector<JobId> pending{};   // open jobs with queued tasks
+    std::vector<IdleEntry> idle{};  // workers that had free credit and nothing to do (lazy)
     std::uint32_t live_workers = 0;
-    std::uint32_t max_slots = 0;       // the largest slots among live workers offering it
+    std::uint32_t max_slots = 0;  // the largest slots among live workers offering it
   };
   enum class PeerKind : std::uint8_t { Worker, Client };
   struct Deadline {
@@ -220,7 +220,13 @@ class Scheduler {
   std::uint32_t assign(WorkerId wid, Worker& worker, JobId jid, Job& job, std::uint32_t limit);
   void check_orphans(TimePoint now);
   void refresh_capability();
-  [[nodiscard]] bool offers(const Worker& worker, FunctionId function) const;
+  struct InFlightCounts {
+    std::unordered_map<JobId, std::uint64_t> jobs;
+    std::vector<std::uint64_t> clients;
+  };
+  [[nodiscard]] InFlightCounts check_worker_invariants() const;
+  void check_job_invariants(const InFlightCounts& in_flight) const;
+  void check_work_conservation() const;
 
   Config config_;
   Stats stats_;
