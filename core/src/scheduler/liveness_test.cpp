@@ -15,7 +15,8 @@ TEST(SchedulerLiveness, SilentWorkerLosesItsTasksToALiveOne) {
   const auto quiet = h.add_worker({.slots = 2});
   const auto loud = h.add_worker({.slots = 2});
   const auto job = h.submit("square", 4);
-  ASSERT_THAT(h.take_sent(quiet), SizeIs(2));
+  const auto quiet_tasks = h.take_sent(quiet);
+  ASSERT_THAT(quiet_tasks, SizeIs(2));
   ASSERT_THAT(h.take_sent(loud), SizeIs(2));
 
   h.advance(2s);
@@ -24,13 +25,19 @@ TEST(SchedulerLiveness, SilentWorkerLosesItsTasksToALiveOne) {
 
   EXPECT_FALSE(h.scheduler().worker_alive(quiet));
   EXPECT_THAT(h.tasks_on(quiet), IsEmpty());
+  // quiet's two tasks were both running: suspects go out one per worker at a time (§10).
   const auto retried = h.take_sent(loud);
-  ASSERT_THAT(retried, SizeIs(2));  // quiet's tasks, attempt 2
+  ASSERT_THAT(retried, SizeIs(1));
+  EXPECT_EQ(retried[0].index, quiet_tasks[0].index);
   EXPECT_EQ(retried[0].attempt, 2U);
   const auto lost = h.take_lost_workers();
   ASSERT_THAT(lost, SizeIs(1));
   EXPECT_EQ(lost[0].worker, quiet);
   EXPECT_EQ(lost[0].requeued, 2U);
+  h.report_done(loud);
+  const auto second = h.take_sent(loud);
+  ASSERT_THAT(second, SizeIs(1));
+  EXPECT_EQ(second[0].index, quiet_tasks[1].index);
   h.report_done(loud);
   EXPECT_TRUE(h.job_finished(job));
   EXPECT_EQ(h.finished(job).ok, 4U);

@@ -75,10 +75,57 @@ TEST(SchedulerRetry, PrefetchedTasksOfADeadWorkerAreNotBlamed) {
   h.expect_no_more_decisions();
 }
 
+TEST(SchedulerRetry, InnocentTaskThatRanBesideAPoisonTaskIsNotPoisoned) {
+  SchedulerHarness h({.max_retries = 2});
+  const auto job = h.submit("square", 2);
+  const auto first = h.add_worker({.slots = 2});
+  ASSERT_THAT(h.take_sent(first), SizeIs(2));
+  let_die(h, {});  // both were running: both are suspects now
+  // Suspects never share a worker: each goes to its own.
+  const auto a = h.add_worker({.slots = 2});
+  const auto sent_a = h.take_sent(a);
+  ASSERT_THAT(sent_a, SizeIs(1));
+  const auto b = h.add_worker({.slots = 2});
+  const auto sent_b = h.take_sent(b);
+  ASSERT_THAT(sent_b, SizeIs(1));
+  EXPECT_NE(sent_a[0].index, sent_b[0].index);
+  // The poison task (on a) kills its second worker; the innocent one (on b) completes.
+  let_die(h, {b});
+  const auto poisoned = h.take_poisoned();
+  ASSERT_THAT(poisoned, SizeIs(1));
+  EXPECT_EQ(poisoned[0].index, sent_a[0].index);
+  h.report_done(b);
+  ASSERT_TRUE(h.job_finished(job));
+  EXPECT_EQ(h.finished(job).ok, 1U);
+  EXPECT_EQ(h.finished(job).failed, 1U);
+  h.expect_no_more_decisions();
+}
+
+TEST(SchedulerRetry, SuspectWaitsForAWorkerWithoutOneWhileFreshTasksFlow) {
+  SchedulerHarness h({.max_retries = 3});
+  const auto job = h.submit("square", 10);
+  const auto first = h.add_worker({.slots = 2});
+  ASSERT_THAT(h.take_sent(first), SizeIs(2));
+  let_die(h, {});
+  const auto next = h.add_worker({.slots = 2});
+  // One suspect, then a fresh task, never both suspects.
+  const auto sent = h.take_sent(next);
+  ASSERT_THAT(sent, SizeIs(2));
+  EXPECT_EQ(sent[0].attempt, 2U);
+  EXPECT_EQ(sent[1].attempt, 1U);
+  EXPECT_EQ(sent[1].index, 2U);
+  h.report_done(next);  // the suspect done: the other suspect may come now
+  const auto again = h.take_sent(next);
+  ASSERT_THAT(again, SizeIs(2));
+  EXPECT_EQ(again[0].attempt, 2U);
+  EXPECT_EQ(h.scheduler().queued(job), 6U);
+  h.expect_no_more_decisions();
+}
+
 TEST(SchedulerRetry, RequeuedTasksGoFirstInTheirOriginalOrder) {
   SchedulerHarness h;
   const auto job = h.submit("square", 10);
-  const auto victim = h.add_worker({.slots = 3});
+  const auto victim = h.add_worker({.slots = 1, .prefetch = 2});
   ASSERT_THAT(h.take_sent(victim), SizeIs(3));
   let_die(h, {});
   const auto next = h.add_worker({.slots = 4});
@@ -89,6 +136,7 @@ TEST(SchedulerRetry, RequeuedTasksGoFirstInTheirOriginalOrder) {
   EXPECT_EQ(sent[2].index, 2U);
   EXPECT_EQ(sent[3].index, 3U);
   EXPECT_EQ(sent[0].attempt, 2U);
+  EXPECT_EQ(sent[2].attempt, 2U);
   EXPECT_EQ(sent[3].attempt, 1U);
   EXPECT_EQ(h.scheduler().queued(job), 6U);
   h.expect_no_more_decisions();

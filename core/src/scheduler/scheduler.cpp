@@ -207,6 +207,7 @@ void Scheduler::close_job(JobId id, JobEnd end) {
       std::erase_if(worker.tasks, [&](const InFlight& task) {
         if (task.job != id) return false;
         cancel.tasks.push_back(task.index);
+        if (task.failures > 0) --worker.suspects;
         return true;
       });
       if (cancel.tasks.empty()) continue;
@@ -337,6 +338,7 @@ TaskVerdict Scheduler::task_done(WorkerId worker, JobId job_id, TaskIndex index,
   }
   auto task = *it;
   w->tasks.erase(it);
+  if (task.failures > 0) --w->suspects;
   auto& job = jobs_.at(job_id);
   release(*w, job, job.cores);
   mark_dirty(worker, *w);
@@ -392,6 +394,7 @@ void Scheduler::remove_worker(WorkerId id, bool died) {
   }
   auto tasks = std::exchange(worker.tasks, {});
   worker.used = 0;
+  worker.suspects = 0;
   worker.functions = {};
   std::uint32_t requeued = 0;
   std::uint32_t poisoned = 0;
@@ -595,8 +598,9 @@ void Scheduler::fill(WorkerId id, Worker& worker) {
     const auto free = worker.capacity - worker.used;
     const auto share =
         std::max<std::uint32_t>(job->cores, free / static_cast<std::uint32_t>(candidates_.size()));
-    assign(id, worker, job_id, *job, std::min(config_.max_batch, share / job->cores));
-    if (job->queued() == 0 || job->cores > worker.capacity - worker.used) {
+    const auto sent =
+        assign(id, worker, job_id, *job, std::min(config_.max_batch, share / job->cores));
+    if (sent == 0 || job->queued() == 0 || job->cores > worker.capacity - worker.used) {
       *best = candidates_.back();
       candidates_.pop_back();
     }
@@ -612,19 +616,27 @@ std::uint32_t Scheduler::assign(WorkerId wid, Worker& worker, JobId jid, Job& jo
   auto& client = clients_[index_of(job.client)];
   std::uint32_t sent = 0;
   while (sent < limit && worker.capacity - worker.used >= job.cores && job.queued() > 0) {
+    InFlight task{.job = jid};
+    // §10: a suspect (a task that was running when a worker died) never shares a worker with
+    // another suspect, so that an innocent task that once ran beside a poison task is not
+    // blamed again for the next worker the poison task kills.
+    const auto retry = std::find_if(job.retries.begin(), job.retries.end(), [&](const Retry& r) {
+      return r.failures == 0 || worker.suspects == 0;
+    });
+    if (retry != job.retries.end()) {
+      task.index = retry->index;
+      task.attempt = retry->attempt;
+      task.failures = retry->failures;
+      job.retries.erase(retry);
+    } else if (job.next < job.received) {
+      task.index = job.next++;
+    } else {
+      break;  // only suspects left, and this worker holds one
+    }
+    if (task.failures > 0) ++worker.suspects;
     if (send == nullptr || send->worker != wid || send->job != jid ||
         send->tasks.size() >= config_.max_batch) {
       send = &std::get<SendTasks>(decisions_.emplace_back(SendTasks{.worker = wid, .job = jid}));
-    }
-    InFlight task{.job = jid};
-    if (!job.retries.empty()) {
-      const auto retry = job.retries.front();
-      job.retries.pop_front();
-      task.index = retry.index;
-      task.attempt = retry.attempt;
-      task.failures = retry.failures;
-    } else {
-      task.index = job.next++;
     }
     worker.tasks.push_back(task);
     worker.used += job.cores;
@@ -660,7 +672,9 @@ Scheduler::InFlightCounts Scheduler::check_worker_invariants() const {
     }
     ++alive;
     std::uint64_t used = 0;
+    std::uint32_t suspects = 0;
     for (const auto& task : worker.tasks) {
+      suspects += task.failures > 0 ? 1 : 0;
       const auto it = jobs_.find(task.job);
       require(it != jobs_.end(), "a worker holds a task of a closed job");
       const auto& job = it->second;
@@ -671,6 +685,7 @@ Scheduler::InFlightCounts Scheduler::check_worker_invariants() const {
               "an in-flight task has a bad attempt or failure count");
     }
     require(used == worker.used, "a worker's used credit is not the sum of its tasks' cores");
+    require(suspects == worker.suspects && suspects <= 1, "a worker holds more than one suspect");
     require(worker.used <= worker.capacity, "a worker holds more than its credit");
     require(std::is_sorted(worker.functions.begin(), worker.functions.end()),
             "a worker's functions are not sorted");
@@ -711,6 +726,12 @@ void Scheduler::check_work_conservation() const {
     for (const auto f : worker.functions) {
       for (const auto id : functions_[f].pending) {
         const auto& job = jobs_.at(id);
+        // Only suspects left, and the worker holds one: they wait for another worker (§10).
+        const bool only_suspects =
+            job.next == job.received &&
+            std::all_of(job.retries.begin(), job.retries.end(),
+                        [](const Retry& retry) { return retry.failures > 0; });
+        if (only_suspects && worker.suspects > 0) continue;
         require(job.cores > worker.slots || worker.capacity - worker.used < job.cores,
                 "a worker has free credit while a task it could run is queued");
       }

@@ -144,8 +144,9 @@ class Scheduler {
     bool dirty = false;
     std::uint32_t idle_generation = 0;  // entries of the idle lists with another value are stale
     std::uint32_t slots = 1;
-    std::uint32_t capacity = 1;           // slots + prefetch, in cores
-    std::uint32_t used = 0;               // cores of the tasks in flight
+    std::uint32_t capacity = 1;  // slots + prefetch, in cores
+    std::uint32_t used = 0;      // cores of the tasks in flight
+    std::uint32_t suspects = 0;  // tasks in flight with failures > 0 (at most one: PROTOCOL.md §10)
     std::vector<FunctionId> functions{};  // sorted
     std::deque<InFlight> tasks{};         // in flight, in the order sent (§8: FIFO start order)
     TimePoint last_seen{};
