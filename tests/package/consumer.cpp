@@ -1,0 +1,39 @@
+// Uses the installed headers and library: encodes and decodes a message, runs a scheduler step.
+#include <array>
+#include <cstdio>
+
+#include <acme/protocol/codec.hpp>
+#include <acme/scheduler/scheduler.hpp>
+
+int main() {
+  using namespace acme;
+  const protocol::Submit submit{.job = 7, .function = "square", .total = 1, .first = 0, .count = 1};
+  const auto encoded = protocol::encode(submit);
+  const std::string command(1, static_cast<char>(encoded.command));
+  const std::string payload = "\x91\x03";  // msgpack [3]
+  const std::array frames{protocol::as_frame(encoded.signature), protocol::as_frame(command),
+                          protocol::as_frame(encoded.header), protocol::as_frame(payload)};
+  const auto decoded = protocol::decode_client(frames);
+  if (!decoded || std::get<protocol::Submit>(decoded->command) != submit) {
+    std::puts("decode failed");
+    return 1;
+  }
+
+  scheduler::Scheduler scheduler;
+  const scheduler::TimePoint now{};
+  const auto client = scheduler.add_client(now);
+  const auto worker = scheduler.add_worker({.functions = {"square"}, .slots = 1}, now);
+  const auto job = scheduler.submit({.client = client, .function = "square", .total = 1}, 1, now);
+  const auto decisions = scheduler.take_decisions();
+  if (decisions.size() != 1 || !std::holds_alternative<scheduler::SendTasks>(decisions[0])) {
+    std::puts("dispatch failed");
+    return 1;
+  }
+  const auto verdict = scheduler.task_done(worker, job, 0, protocol::TaskStatus::Ok, now);
+  if (verdict.verdict != scheduler::Verdict::Deliver) {
+    std::puts("delivery failed");
+    return 1;
+  }
+  std::puts("acme package: ok");
+  return 0;
+}
