@@ -10,6 +10,11 @@ install(TARGETS acme_core EXPORT acmeTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
+# The build-tree export below keeps $<BUILD_INTERFACE:acme_warnings> link items, so CMake wants
+# acme_warnings in the export set too. It reaches consumers only as $<LINK_ONLY:...> of a target
+# with no link items, so it adds nothing to their builds.
+install(TARGETS acme_warnings EXPORT acmeTargets)
+
 install(EXPORT acmeTargets NAMESPACE acme:: DESTINATION ${ACME_CMAKE_DIR})
 configure_package_config_file(cmake/acmeConfig.cmake.in
   ${PROJECT_BINARY_DIR}/acmeConfig.cmake INSTALL_DESTINATION ${ACME_CMAKE_DIR})
