@@ -169,9 +169,10 @@ class Simulation {
       at(worker.frozen_until, [this, w, id, job, index] { finish(w, id, job, index); });
       return;
     }
-    --worker.running;
     const auto verdict = scheduler_.task_done(id, job, index, TaskStatus::Ok, now_);
     if (verdict.verdict == acme::scheduler::Verdict::Deliver) ++delivered_[job][index];
+    if (worker.id != id) return;  // a task of the process's previous incarnation: its slot is gone
+    --worker.running;
     if (!scheduler_.worker_alive(id) && worker.id == id) {
       // PROTOCOL.md §9: the broker no longer knows it (BYE reconnect=true): it rejoins anew.
       worker.queue.clear();

@@ -1,0 +1,195 @@
+// The worker runtime, for acme-worker and for any app binary that serves its own functions:
+// a registry of named functions, and a Worker that connects to a broker, runs tasks on its own
+// threads and heartbeats from its I/O thread so that a long task never looks dead.
+//
+//   acme::define("square", [](double x) { return x * x; });   // typed: msgpack converts
+//   int main(int argc, char** argv) {
+//     acme::serve_if_worker();   // a copy started as a worker serves here and never returns
+//     ...
+//   }
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <msgpack.hpp>
+
+namespace acme {
+
+/// What a running task can ask of the worker.
+class TaskContext {
+ public:
+  TaskContext() = default;
+  TaskContext(std::uint64_t index, std::uint32_t attempt, const std::atomic<bool>* cancelled)
+      : index_(index), attempt_(attempt), cancelled_(cancelled) {}
+
+  /// The task's index in its job and its attempt (1 for the first run).
+  [[nodiscard]] std::uint64_t index() const noexcept { return index_; }
+  [[nodiscard]] std::uint32_t attempt() const noexcept { return attempt_; }
+
+  /// True once the task was cancelled or timed out: its result will not be sent, so a long
+  /// function may return early.
+  [[nodiscard]] bool cancelled() const noexcept {
+    return cancelled_ != nullptr && cancelled_->load(std::memory_order_relaxed);
+  }
+
+ private:
+  std::uint64_t index_ = 0;
+  std::uint32_t attempt_ = 1;
+  const std::atomic<bool>* cancelled_ = nullptr;
+};
+
+/// A function as the runtime calls it: `args` is the task frame (an array of positional
+/// arguments), `kwargs` the job's common frame (a map of named arguments, or nil), and the
+/// return value is packed into `result`. Throwing fails the task with the exception's what().
+using RawFunction =
+    std::function<void(const msgpack::object& args, const msgpack::object& kwargs,
+                       msgpack::packer<msgpack::sbuffer>& result, TaskContext& context)>;
+
+namespace detail {
+
+template <class T>
+struct signature_of : signature_of<decltype(&T::operator())> {};
+template <class R, class... A>
+struct signature_of<R (*)(A...)> {
+  using result = R;
+  using args = std::tuple<std::decay_t<A>...>;
+};
+template <class R, class C, class... A>
+struct signature_of<R (C::*)(A...) const> : signature_of<R (*)(A...)> {};
+template <class R, class C, class... A>
+struct signature_of<R (C::*)(A...)> : signature_of<R (*)(A...)> {};
+
+template <class Args, std::size_t... I>
+Args convert_args(const msgpack::object& args, std::index_sequence<I...> /*unused*/) {
+  return Args{args.via.array.ptr[I].as<std::tuple_element_t<I, Args>>()...};
+}
+
+}  // namespace detail
+
+/// Named functions a worker offers. Typed functions take and return anything msgpack-c can
+/// convert (numbers, strings, std::vector, std::map, std::tuple, MSGPACK_DEFINE types...).
+class FunctionRegistry {
+ public:
+  void add_raw(std::string name, RawFunction function);
+
+  /// Registers a typed function: its parameters are converted from the task's positional
+  /// arguments (a count mismatch or a wrong type fails the task with a message saying which),
+  /// its return value packed as the result. A void function returns nil.
+  template <class F>
+  void add(std::string name, F function) {
+    using Sig = detail::signature_of<std::decay_t<F>>;
+    using Args = typename Sig::args;
+    constexpr auto arity = std::tuple_size_v<Args>;
+    auto fname = name;
+    add_raw(
+        std::move(name), [function = std::move(function), fname = std::move(fname)](
+                             const msgpack::object& args, const msgpack::object& /*kwargs*/,
+                             msgpack::packer<msgpack::sbuffer>& result, TaskContext& /*context*/) {
+          if (args.type != msgpack::type::ARRAY || args.via.array.size != arity) {
+            throw std::invalid_argument(fname + "() takes " + std::to_string(arity) + " argument" +
+                                        (arity == 1 ? "" : "s") + " but the task has " +
+                                        (args.type == msgpack::type::ARRAY
+                                             ? std::to_string(args.via.array.size)
+                                             : std::string("no argument array")));
+          }
+          auto values = detail::convert_args<Args>(args, std::make_index_sequence<arity>{});
+          if constexpr (std::is_void_v<typename Sig::result>) {
+            std::apply(function, std::move(values));
+            result.pack_nil();
+          } else {
+            result.pack(std::apply(function, std::move(values)));
+          }
+        });
+  }
+
+  [[nodiscard]] const RawFunction* find(const std::string& name) const;
+  [[nodiscard]] std::vector<std::string> names() const;
+  [[nodiscard]] bool empty() const noexcept { return functions_.empty(); }
+
+ private:
+  std::map<std::string, RawFunction, std::less<>> functions_;
+};
+
+/// The process-wide registry that acme::define fills and serve_if_worker serves.
+FunctionRegistry& functions();
+
+/// Registers `function` under `name` in the process-wide registry.
+template <class F>
+void define(std::string name, F function) {
+  functions().add(std::move(name), std::move(function));
+}
+
+/// The builtins: echo, sleep, fail, crash, exec (worker/README.md).
+void add_builtins(FunctionRegistry& registry);
+
+/// Loads a plugin: dlopen()s `path` and calls its `acme_register(acme::FunctionRegistry&)`
+/// (see ACME_PLUGIN). Throws acme::Error (Errc::BadOptions) naming the file and dlerror().
+void load_plugin(FunctionRegistry& registry, const std::string& path);
+
+struct WorkerOptions {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  /// Tasks run at once; 0 means the CPUs the batch system gave (SLURM_CPUS_PER_TASK, NSLOTS,
+  /// PBS NCPUS), else the CPUs this process may run on, else hwloc's core count.
+  std::uint32_t slots = 0;
+  /// Extra tasks held ready beyond `slots` (PROTOCOL.md §8); the default keeps cores busy
+  /// between tasks.
+  std::uint32_t prefetch = 1;
+  /// Stop (run() returns 1) after the broker has been gone this long; 0 means retry forever.
+  std::chrono::milliseconds give_up_after{0};
+  /// Sent in READY, e.g. "acme-worker 0.1.0".
+  std::string agent = "acme-worker";
+};
+
+/// The slot count WorkerOptions::slots = 0 resolves to, and where it came from.
+struct DetectedSlots {
+  std::uint32_t slots = 1;
+  std::string source;  // "SLURM_CPUS_PER_TASK", "NSLOTS", "affinity", "hwloc cores", ...
+};
+[[nodiscard]] DetectedSlots detect_slots();
+
+class Worker {
+ public:
+  /// Keeps a reference to `registry`; it must outlive the Worker and not change while it runs.
+  Worker(WorkerOptions options, const FunctionRegistry& registry);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  /// Serves until stop(), a broker BYE without reconnect, or give_up_after. Returns the exit
+  /// status for a main(): 0 after stop() or a broker's clean stop, 1 after giving up.
+  int run();
+
+  /// Asks run() to return; thread-safe and async-signal-safe.
+  void stop() noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The environment variable that makes a program a worker: its value is the broker endpoint.
+inline constexpr const char* kWorkerEnv = "ACME_WORKER_OF";
+
+/// If this process was started as a worker (kWorkerEnv set), serves functions() (with the
+/// builtins) until the broker stops, then exits the process; else returns at once. Call it
+/// first in main(), before anything with side effects.
+void serve_if_worker();
+
+}  // namespace acme
+
+/// Defines the entry point of a plugin library:
+///   ACME_PLUGIN(registry) { registry.add("square", [](double x) { return x * x; }); }
+#define ACME_PLUGIN(registry) \
+  extern "C" void acme_register(acme::FunctionRegistry& registry) /* NOLINT */
