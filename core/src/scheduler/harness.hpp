@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -110,18 +111,12 @@ class SchedulerHarness {
 
   /// Reports every task in flight on the worker as finished with `status`; returns how many.
   std::size_t report_done(WorkerId worker, protocol::TaskStatus status = protocol::TaskStatus::Ok) {
-    const auto tasks = scheduler_.in_flight(worker);
-    for (const auto& [job, index] : tasks) {
-      const auto verdict = scheduler_.task_done(worker, job, index, status, now_);
-      if (verdict.verdict == scheduler::Verdict::Deliver) delivered_[job].push_back(index);
-    }
-    step();
-    return tasks.size();
+    return report_oldest(worker, std::numeric_limits<std::size_t>::max(), status);
   }
 
-  /// Reports the oldest `n` tasks in flight on the worker.
-  void report_oldest(WorkerId worker, std::size_t n,
-                     protocol::TaskStatus status = protocol::TaskStatus::Ok) {
+  /// Reports the oldest `n` tasks in flight on the worker; returns how many it reported.
+  std::size_t report_oldest(WorkerId worker, std::size_t n,
+                            protocol::TaskStatus status = protocol::TaskStatus::Ok) {
     auto tasks = scheduler_.in_flight(worker);
     tasks.resize(std::min(n, tasks.size()));
     for (const auto& [job, index] : tasks) {
@@ -129,6 +124,7 @@ class SchedulerHarness {
       if (verdict.verdict == scheduler::Verdict::Deliver) delivered_[job].push_back(index);
     }
     step();
+    return tasks.size();
   }
 
   void worker_left(WorkerId worker) {
