@@ -10,6 +10,12 @@ install(TARGETS acme_core acme_net EXPORT acmeTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
+install(TARGETS acme_client EXPORT acmeTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(TARGETS acme-map RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
 # The build-tree export below keeps $<BUILD_INTERFACE:acme_warnings> link items, so CMake wants
 # acme_warnings in the export set too. It reaches consumers only as $<LINK_ONLY:...> of a target
 # with no link items, so it adds nothing to their builds.
