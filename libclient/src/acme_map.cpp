@@ -1,6 +1,7 @@
 // acme-map: runs FUNCTION once per argument on acme workers and prints the results in input
 // order. Without --broker (or $ACME_BROKER) it runs an embedded broker and local workers that
 // are copies of acme-map itself, which serve the builtins (echo, sleep, fail, crash, exec).
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -43,8 +44,9 @@ std::string task_frame(const Json& argument) {
   return frame;
 }
 
-std::string dump(const Json& value) {
-  return value.dump(-1, ' ', false, Json::error_handler_t::replace);
+template <class J>
+std::string dump(const J& value) {
+  return value.dump(-1, ' ', false, J::error_handler_t::replace);
 }
 
 /// A result value as JSON; msgpack values JSON cannot hold (non-string map keys) fall back to
@@ -77,6 +79,29 @@ std::string json_line(const acme::TaskResult& result) {
   return dump(line);
 }
 
+/// argv up to and including FUNCTION (the first argument that is neither an option nor an
+/// option's value; "--" ends the options), and the index of the first ARG.
+std::pair<std::vector<char*>, int> split_command_line(int argc, char** argv) {
+  static const std::vector<std::string> kWithValue = {"--broker", "--local", "--timeout",
+                                                      "--retries", "--log-level"};
+  std::vector<char*> head{argv[0]};  // NOLINT: argv
+  int i = 1;
+  while (i < argc) {
+    const std::string arg = argv[i];  // NOLINT: argv
+    if (arg == "--") {
+      head.push_back(argv[i++]);  // NOLINT: argv
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') break;
+    head.push_back(argv[i++]);  // NOLINT: argv
+    if (std::find(kWithValue.begin(), kWithValue.end(), arg) != kWithValue.end() && i < argc) {
+      head.push_back(argv[i++]);  // NOLINT: argv
+    }
+  }
+  if (i < argc) head.push_back(argv[i++]);  // FUNCTION  // NOLINT: argv
+  return {head, i};
+}
+
 int run(int argc, char** argv) {
   CLI::App app{
       "Runs FUNCTION once per ARG on acme workers and prints one result per line, in input "
@@ -96,11 +121,11 @@ int run(int argc, char** argv) {
                                        "Broker endpoint, e.g. tcp://node1:5555 (default: "
                                        "$ACME_BROKER, else local workers)");
   auto* local_option = app.add_option("--local", local,
-                                      "Run an embedded broker with N local workers (default: "
-                                      "the cores this process may use)")
+                                      "Run an embedded broker with N local workers (the default "
+                                      "without --broker and $ACME_BROKER, with N = the cores "
+                                      "this process may use)")
                            ->check(CLI::Range(1U, 4096U))
                            ->excludes(broker_option);
-  local_option->expected(0, 1);
   app.add_flag("--json", json,
                "Print one JSON object per line: {\"index\":i,\"ok\":true,\"value\":...} or "
                "{\"index\":i,\"ok\":false,\"error\":\"...\",\"kind\":\"...\"}");
@@ -116,17 +141,21 @@ int run(int argc, char** argv) {
                  "Function the workers offer (acme-worker's: echo, sleep, "
                  "fail, crash, exec)")
       ->required();
-  app.add_option("ARG", inputs, "Arguments, one call each (default: the lines of stdin)");
-  app.positionals_at_end(true);  // after FUNCTION, "-3" is an ARG, not an option
+  std::vector<std::string> unused;
+  app.add_option("ARG", unused, "Arguments, one call each (default: the lines of stdin)");
+  // Everything after FUNCTION is an ARG, verbatim: CLI11 would take "-3" for an option and
+  // split "[1,2]" into two values. So CLI11 sees only the options and FUNCTION.
+  auto [head, args_from] = split_command_line(argc, argv);
+  for (int i = args_from; i < argc; ++i) inputs.emplace_back(argv[i]);  // NOLINT: argv
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(head.size()), head.data());
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
   }
   acme::set_log_level(*acme::parse_log_level(log_level));
 
-  if (app.count("ARG") == 0) {
+  if (args_from >= argc) {
     std::string line;
     while (std::getline(std::cin, line)) {
       if (!line.empty() && line.back() == '\r') line.pop_back();

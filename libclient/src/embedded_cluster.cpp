@@ -29,7 +29,9 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kSupervisePeriod = std::chrono::milliseconds(100);
 constexpr auto kQuickDeath = std::chrono::seconds(2);
 constexpr int kMaxQuickDeaths = 5;  // in a row, per slot: then the slot is given up
-constexpr auto kByeDeadline = std::chrono::seconds(3);
+// Registered workers exit on the broker's BYE at once; one still starting never got it, and its
+// task would be moot anyway: so the wait is short before SIGTERM.
+constexpr auto kByeDeadline = std::chrono::milliseconds(500);
 constexpr auto kTermDeadline = std::chrono::seconds(1);
 
 std::vector<std::string> own_command_line() {
@@ -237,8 +239,8 @@ void EmbeddedCluster::terminate_all() noexcept {
   };
   wait_until(Clock::now() + kByeDeadline);
   if (alive.empty()) return;
-  logger("client")->warn("{} local worker(s) still running after the broker stopped; SIGTERM",
-                         alive.size());
+  logger("client")->debug("{} local worker(s) still running after the broker stopped; SIGTERM",
+                          alive.size());
   for (const auto pid : alive) ::kill(pid, SIGTERM);
   wait_until(Clock::now() + kTermDeadline);
   for (const auto pid : alive) {
