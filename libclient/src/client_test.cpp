@@ -127,6 +127,26 @@ TEST_F(ClientTest, UnknownFunctionFailsClearlyWithinTheNoWorkerTimeout) {
   EXPECT_LT(Clock::now() - started, 15s);
 }
 
+TEST_F(ClientTest, AKillerTaskIsPoisonedAndDeadWorkersAreReplaced) {
+  ClientOptions options = local(2);
+  options.heartbeat_interval = 200ms;  // a dead worker is noticed after 0.6 s
+  Client client(options);
+  const auto results =
+      ParallelMap("die_on_3", iota(8), MapOptions{.client = &client, .max_retries = 2}).compute();
+  ASSERT_EQ(results.size(), 8U);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (i == 3) {
+      ASSERT_FALSE(results[i].ok());
+      EXPECT_EQ(results[i].error().kind, "Poisoned");
+    } else {
+      ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].error().message;
+    }
+  }
+  // The pool is whole again: a later map runs on replaced workers.
+  EXPECT_EQ(ParallelMap("square", iota(4), MapOptions{.client = &client}).compute<std::int64_t>(),
+            (std::vector<std::int64_t>{0, 1, 4, 9}));
+}
+
 TEST_F(ClientTest, StreamingCallbackSeesEveryIndexOnce) {
   ClientOptions options = local();
   options.max_in_flight = 64;  // forces many windows and chunks

@@ -2,6 +2,7 @@
 // before gtest, so that the copies the embedded default starts of this binary are its workers.
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -15,6 +16,10 @@ int main(int argc, char** argv) {
   acme::define("add", [](double x, double y) { return x + y; });
   acme::define("fail_odd", [](std::int64_t x) {
     if (x % 2 != 0) throw std::runtime_error("odd input " + std::to_string(x));
+    return x;
+  });
+  acme::define("die_on_3", [](std::int64_t x) {
+    if (x == 3) std::_Exit(3);  // the worker process dies mid-task
     return x;
   });
   acme::define("nap", [](std::int64_t ms) {
