@@ -210,7 +210,7 @@ TEST_F(ClientTest, UnreachableBrokerThrowsByTheDeadline) {
 #ifdef ACME_BROKER_PATH
 // An acme-broker process and two workers that are copies of this binary.
 struct ExternalCluster {
-  test::Process broker{{ACME_BROKER_PATH, "--endpoint", "tcp://127.0.0.1:0"}};
+  test::Process broker{{ACME_BROKER_PATH, "--bind", "tcp://127.0.0.1:0"}};
   std::string endpoint;
   std::vector<std::unique_ptr<test::Process>> workers;
 
