@@ -3,6 +3,7 @@
 // heartbeats and reconnects. Functions run on the Executor's threads, never here, so a long
 // task never delays a heartbeat.
 #include <algorithm>
+#include <cerrno>
 #include <deque>
 #include <map>
 #include <optional>
@@ -150,7 +151,11 @@ int Worker::Impl::run() {
         zmq::pollitem_t{nullptr, notifier->fd(), ZMQ_POLLIN, 0},
         zmq::pollitem_t{socket ? socket->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     const auto wait = std::clamp(ms(next_wakeup(now) - now), 0ms, 1000ms);
-    zmq::poll(items.data(), socket ? 2 : 1, wait);
+    try {
+      zmq::poll(items.data(), socket ? 2 : 1, wait);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;  // a signal (SIGTERM's handler calls stop()): loop again
+    }
     now = Clock::now();
 
     notifier->drain();
