@@ -23,6 +23,7 @@
 #include <msgpack.hpp>
 
 #include <acme/error.hpp>
+#include <acme/worker.hpp>  // define(), serve_if_worker(): what a ParallelMap app also needs
 
 namespace acme {
 
