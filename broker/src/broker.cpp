@@ -296,10 +296,10 @@ void Broker::Impl::on_client(const protocol::Signature& signature, TimePoint now
   auto decoded = protocol::decode_client(frames);
   if (!decoded) {
     // §11: control errors are replies; the broker changes nothing and carries on.
-    ++stats_.messages_rejected;
     const auto error = decoded.error();
     const auto code = client_error_code(error);
     if (!code) return drop(protocol::describe(error), now);
+    ++stats_.messages_rejected;
     if (error == protocol::DecodeError::VersionMismatch) {
       return refuse(identity, *code, version_mismatch_message(signature.version), std::nullopt);
     }
@@ -439,11 +439,11 @@ void Broker::Impl::on_worker(const protocol::Signature& signature, TimePoint now
   const auto identity = in_.identity();
   auto decoded = protocol::decode_worker(in_.frames);
   if (!decoded) {
-    ++stats_.messages_rejected;
     const auto error = decoded.error();
     // §11: a worker that speaks another version, or whose READY is broken, is refused for
     // good; any other broken worker message is dropped (an ERROR would not help it).
     if (error == protocol::DecodeError::VersionMismatch) {
+      ++stats_.messages_rejected;
       return reply(
           identity,
           protocol::encode(protocol::Peer::Broker,
@@ -454,6 +454,7 @@ void Broker::Impl::on_worker(const protocol::Signature& signature, TimePoint now
     const bool ready = frames.size() >= 2 && frames[1].size() == 1 &&
                        frames[1][0] == static_cast<std::byte>(protocol::Command::Ready);
     if (ready) {
+      ++stats_.messages_rejected;
       return reply(identity,
                    protocol::encode(protocol::Peer::Broker,
                                     protocol::Bye{.reason = fmt::format("malformed READY: {}",
