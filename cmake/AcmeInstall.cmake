@@ -5,10 +5,11 @@ include(CMakePackageConfigHelpers)
 
 set(ACME_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/acme)
 
-install(TARGETS acme_core acme_net EXPORT acmeTargets
+install(TARGETS acme_core acme_net acme_broker acme_worker acme_plugin acme_client EXPORT acmeTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(TARGETS acme-broker acme-worker acme-map RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # The build-tree export below keeps $<BUILD_INTERFACE:acme_warnings> link items, so CMake wants
 # acme_warnings in the export set too. It reaches consumers only as $<LINK_ONLY:...> of a target

@@ -7,7 +7,7 @@ packages=(
   # build
   build-essential cmake ninja-build pkg-config git
   # libraries
-  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libhwloc-dev libfmt-dev libspdlog-dev libcli11-dev
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libhwloc-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # CI gates: formatting, tidy, the clang build with libFuzzer and sanitizer runtimes

@@ -1,12 +1,19 @@
-// Uses the installed headers and library: encodes and decodes a message, runs a scheduler step.
+// Uses the installed headers and libraries: encodes and decodes a message, runs a scheduler step,
+// and runs a tiny ParallelMap on the embedded default (its local workers are copies of this
+// program, which is why main() calls acme::serve_if_worker() first).
 #include <array>
+#include <cstdint>
 #include <cstdio>
+#include <vector>
 
+#include <acme/parallel_map.hpp>
 #include <acme/protocol/codec.hpp>
 #include <acme/scheduler/scheduler.hpp>
 
 int main() {
   using namespace acme;
+  define("square", [](std::int64_t x) { return x * x; });
+  serve_if_worker();
   const protocol::Submit submit{.job = 7, .function = "square", .total = 1, .first = 0, .count = 1};
   const auto encoded = protocol::encode(submit);
   const std::string command(1, static_cast<char>(encoded.command));
@@ -32,6 +39,18 @@ int main() {
   const auto verdict = scheduler.task_done(worker, job, 0, protocol::TaskStatus::Ok, now);
   if (verdict.verdict != scheduler::Verdict::Deliver) {
     std::puts("delivery failed");
+    return 1;
+  }
+
+  ClientOptions options;
+  options.embedded = true;
+  options.local_workers = 1;
+  Client acme_client(options);
+  const auto squares =
+      ParallelMap("square", std::vector<std::int64_t>{1, 2, 3}, MapOptions{.client = &acme_client})
+          .compute<std::int64_t>();
+  if (squares != std::vector<std::int64_t>{1, 4, 9}) {
+    std::puts("map failed");
     return 1;
   }
   std::puts("acme package: ok");

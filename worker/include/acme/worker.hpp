@@ -44,6 +44,10 @@ class TaskContext {
     return cancelled_ != nullptr && cancelled_->load(std::memory_order_relaxed);
   }
 
+  /// The flag behind cancelled(), for code that watches it elsewhere (e.g. a child-process
+  /// runner); null when the task cannot be cancelled.
+  [[nodiscard]] const std::atomic<bool>* cancelled_flag() const noexcept { return cancelled_; }
+
  private:
   std::uint64_t index_ = 0;
   std::uint32_t attempt_ = 1;
@@ -71,9 +75,76 @@ struct signature_of<R (C::*)(A...) const> : signature_of<R (*)(A...)> {};
 template <class R, class C, class... A>
 struct signature_of<R (C::*)(A...)> : signature_of<R (*)(A...)> {};
 
+/// msgpack's name for a value's type, as the error messages of typed functions show it.
+inline const char* msgpack_type_name(msgpack::type::object_type type) noexcept {
+  switch (type) {
+    case msgpack::type::NIL: return "nil";
+    case msgpack::type::BOOLEAN: return "bool";
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER: return "int";
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return "float";
+    case msgpack::type::STR: return "str";
+    case msgpack::type::BIN: return "bin";
+    case msgpack::type::ARRAY: return "array";
+    case msgpack::type::MAP: return "map";
+    case msgpack::type::EXT: return "ext";
+  }
+  return "unknown";
+}
+
+template <class T>
+concept Range = requires(const T& t) {
+  t.begin();
+  t.end();
+};
+
+/// The msgpack type a parameter of type T expects, for error messages.
+template <class T>
+const char* expected_type_name() noexcept {
+  if constexpr (std::is_same_v<T, bool>) {
+    return "bool";
+  } else if constexpr (std::is_integral_v<T>) {
+    return "int";
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return "float";
+  } else if constexpr (std::is_convertible_v<T, std::string>) {
+    return "str";
+  } else if constexpr (requires { typename T::mapped_type; }) {
+    return "map";
+  } else if constexpr (Range<T> || requires { std::tuple_size<T>::value; }) {
+    return "array";
+  } else {
+    return "a value of the parameter's type";
+  }
+}
+
+/// Converts positional argument `position` (from 0) of function `function`; a value that does
+/// not convert throws std::invalid_argument saying which argument and why.
+template <class T>
+T convert_arg(const msgpack::object& value, const std::string& function, std::size_t position) {
+  try {
+    return value.as<T>();
+  } catch (const msgpack::type_error&) {
+    const std::string expected = expected_type_name<T>();
+    const std::string got = msgpack_type_name(value.type);
+    const auto where = function + "() argument " + std::to_string(position + 1) + ": ";
+    if (expected != got)
+      throw std::invalid_argument(where + "expected " + expected + ", got " + got);
+    if (got == "array" || got == "map") {
+      throw std::invalid_argument(where + "an element of the " + got + " has the wrong type");
+    }
+    throw std::invalid_argument(where + got + " value out of range");
+  }
+}
+
 template <class Args, std::size_t... I>
-Args convert_args(const msgpack::object& args, std::index_sequence<I...> /*unused*/) {
-  return Args{args.via.array.ptr[I].as<std::tuple_element_t<I, Args>>()...};
+Args convert_args([[maybe_unused]] const msgpack::object& args,
+                  [[maybe_unused]] const std::string& function,
+                  std::index_sequence<I...> /*unused*/) {
+  // Braced initialisation converts left to right, so the first bad argument is the one named.
+  return Args{convert_arg<std::tuple_element_t<I, Args>>(
+      args.via.array.ptr[I], function, I)...};  // NOLINT: msgpack's array is a pointer + size
 }
 
 }  // namespace detail
@@ -82,6 +153,8 @@ Args convert_args(const msgpack::object& args, std::index_sequence<I...> /*unuse
 /// convert (numbers, strings, std::vector, std::map, std::tuple, MSGPACK_DEFINE types...).
 class FunctionRegistry {
  public:
+  /// Registers `function` under `name`, replacing a function of that name.
+  /// Throws std::invalid_argument if `name` is empty or longer than 255 bytes (PROTOCOL.md §5.6).
   void add_raw(std::string name, RawFunction function);
 
   /// Registers a typed function: its parameters are converted from the task's positional
@@ -104,7 +177,7 @@ class FunctionRegistry {
                                              ? std::to_string(args.via.array.size)
                                              : std::string("no argument array")));
           }
-          auto values = detail::convert_args<Args>(args, std::make_index_sequence<arity>{});
+          auto values = detail::convert_args<Args>(args, fname, std::make_index_sequence<arity>{});
           if constexpr (std::is_void_v<typename Sig::result>) {
             std::apply(function, std::move(values));
             result.pack_nil();
@@ -131,7 +204,8 @@ void define(std::string name, F function) {
   functions().add(std::move(name), std::move(function));
 }
 
-/// The builtins: echo, sleep, fail, crash, exec (worker/README.md).
+/// The builtins: echo, sleep, fail, crash, exec (worker/README.md). Names the registry already
+/// has keep their function.
 void add_builtins(FunctionRegistry& registry);
 
 /// Loads a plugin: dlopen()s `path` and calls its `acme_register(acme::FunctionRegistry&)`

@@ -12,6 +12,10 @@
 
 #include <acme/scheduler/config.hpp>
 
+namespace zmq {
+class context_t;
+}
+
 namespace acme::broker {
 
 struct BrokerOptions {
@@ -21,6 +25,9 @@ struct BrokerOptions {
   scheduler::Config scheduler{};
   /// Largest client message accepted, in bytes; 0 means no limit (PROTOCOL.md §5.6).
   std::size_t max_client_message = 0;
+  /// The ZeroMQ context to create the socket in; null: the broker makes its own. Needed for
+  /// inproc:// endpoints, whose peers must share the context. Must outlive the Broker.
+  zmq::context_t* context = nullptr;
 };
 
 /// Counters for logs, tests and benchmarks.
@@ -31,6 +38,8 @@ struct BrokerStats {
   std::uint64_t late_results = 0;
   std::uint64_t workers_lost = 0;
   std::uint64_t clients_lost = 0;
+  std::uint64_t tasks_dispatched = 0;  // task assignments sent to workers (retries included)
+  std::uint64_t tasks_poisoned = 0;
   std::size_t workers = 0;  // live now
   std::size_t jobs = 0;     // open now
 };

@@ -1,0 +1,51 @@
+// serve_if_worker(): an app binary started with ACME_WORKER_OF=<endpoint> serves its own
+// functions and exits; otherwise the call returns at once.
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <string_view>
+
+#include <acme/log.hpp>
+#include <acme/worker.hpp>
+
+namespace acme {
+namespace {
+
+constexpr auto kEmbeddedGiveUp = std::chrono::seconds(10);
+
+std::uint32_t slots_from_env() {
+  const char* text = std::getenv("ACME_WORKER_SLOTS");  // NOLINT(concurrency-mt-unsafe)
+  if (text != nullptr) {
+    const std::string_view view(text);
+    std::uint32_t value = 0;
+    const auto [end, error] = std::from_chars(view.data(), view.data() + view.size(), value);
+    if (error == std::errc{} && end == view.data() + view.size() && value > 0) return value;
+    logger("worker")->warn("ignoring ACME_WORKER_SLOTS={}: not a positive integer", view);
+  }
+  return detect_slots().slots;
+}
+
+}  // namespace
+
+void serve_if_worker() {
+  const char* endpoint = std::getenv(kWorkerEnv);  // NOLINT(concurrency-mt-unsafe): at start
+  if (endpoint == nullptr || *endpoint == '\0') return;
+  int status = 1;
+  try {
+    auto& registry = functions();
+    add_builtins(registry);
+    WorkerOptions options;
+    options.endpoint = endpoint;
+    options.slots = slots_from_env();
+    // The app that started this copy owns the broker: when it is gone for long, so is the job.
+    options.give_up_after = kEmbeddedGiveUp;
+    options.agent = std::string(program_invocation_short_name) + " (embedded worker)";
+    Worker worker(std::move(options), registry);
+    status = worker.run();
+  } catch (const std::exception& e) {
+    logger("worker")->error("embedded worker failed: {}", e.what());
+  }
+  std::exit(status);  // NOLINT(concurrency-mt-unsafe): the worker's threads have ended
+}
+
+}  // namespace acme
