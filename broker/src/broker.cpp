@@ -63,7 +63,7 @@ struct PeerRef {
 };
 
 struct StringHash {
-  using is_transparent = void;
+  using is_transparent = void;  // NOLINT(readability-identifier-naming): the standard's name
   std::size_t operator()(std::string_view text) const noexcept {
     return std::hash<std::string_view>{}(text);
   }
@@ -75,6 +75,7 @@ struct ClientPeer {
   std::string identity{};
   std::unordered_map<std::uint64_t, JobId> jobs{};  // client job id -> broker job id (§6)
   std::uint64_t last_job = 0;                       // client job id of the latest ACCEPT
+  std::uint64_t last_received = 0;                  // and its `received`
   TimePoint last_sent{};
 };
 
@@ -410,6 +411,7 @@ void Broker::Impl::on_submit(ClientPeer* client, const protocol::Submit& submit,
   scheduler_.add_tasks(job_id, submit.count, now);
   stats_.tasks_received += submit.count;
   client->last_job = submit.job;
+  client->last_received = job->payloads.received();
   const auto client_id = job->client;
   send_client(client_id,
               protocol::encode(protocol::Accept{.job = submit.job,
@@ -583,9 +585,11 @@ void Broker::Impl::execute(std::vector<scheduler::Decision>& decisions, TimePoin
               // §9: its jobs close (JobFinished follows); told BYE if it had any.
               ++stats_.clients_lost;
               const auto& client = clients_[index_of(lost.client)];
-              log_->info("client {} lost: silent for {:.1f} s; {} open jobs closed",
-                         to_underlying(lost.client), seconds(scheduler_.config().peer_timeout()),
-                         client.jobs.size());
+              // A client with no open jobs may stay silent (§9): forgetting it is no news.
+              log_->log(client.jobs.empty() ? spdlog::level::debug : spdlog::level::info,
+                        "client {} lost: silent for {:.1f} s; {} open jobs closed",
+                        to_underlying(lost.client), seconds(scheduler_.config().peer_timeout()),
+                        client.jobs.size());
               if (!client.jobs.empty()) {
                 send_client(
                     lost.client,
@@ -600,13 +604,9 @@ void Broker::Impl::execute(std::vector<scheduler::Decision>& decisions, TimePoin
               // §6.2.1: the unsolicited ACCEPT names the job of the latest accepted SUBMIT.
               const auto& client = clients_[index_of(opened.client)];
               if (!client.alive) return;
-              std::uint64_t received = 0;
-              if (const auto it = client.jobs.find(client.last_job); it != client.jobs.end()) {
-                received = jobs_.at(it->second).payloads.received();
-              }
               send_client(opened.client,
                           protocol::encode(protocol::Accept{.job = client.last_job,
-                                                            .received = received,
+                                                            .received = client.last_received,
                                                             .window = opened.window,
                                                             .heartbeat_ms = heartbeat_ms()}),
                           now);

@@ -20,7 +20,7 @@ constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsage = 2;
 
 // The broker a signal stops. Lock-free atomics are async-signal-safe, and so is Broker::stop.
-std::atomic<acme::broker::Broker*> g_broker{nullptr};
+std::atomic<acme::broker::Broker*> g_broker{nullptr};  // NOLINT: a signal handler needs a global
 
 extern "C" void on_signal(int /*signal*/) {
   if (auto* broker = g_broker.load()) broker->stop();

@@ -52,6 +52,8 @@ class Broker {
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
+  Broker(Broker&&) = delete;
+  Broker& operator=(Broker&&) = delete;
 
   /// The endpoint it is bound to, with a port of 0 resolved (tcp://127.0.0.1:40123).
   [[nodiscard]] const std::string& endpoint() const noexcept;
@@ -78,6 +80,8 @@ class BrokerThread {
   ~BrokerThread();
   BrokerThread(const BrokerThread&) = delete;
   BrokerThread& operator=(const BrokerThread&) = delete;
+  BrokerThread(BrokerThread&&) = delete;  // the thread holds `this`
+  BrokerThread& operator=(BrokerThread&&) = delete;
 
   [[nodiscard]] const std::string& endpoint() const noexcept { return broker_.endpoint(); }
   [[nodiscard]] Broker& broker() noexcept { return broker_; }
