@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 #include <string_view>
 
 #include <acme/log.hpp>
@@ -13,16 +14,16 @@ namespace {
 
 constexpr auto kEmbeddedGiveUp = std::chrono::seconds(10);
 
-std::uint32_t slots_from_env() {
-  const char* text = std::getenv("ACME_WORKER_SLOTS");  // NOLINT(concurrency-mt-unsafe)
-  if (text != nullptr) {
-    const std::string_view view(text);
-    std::uint32_t value = 0;
-    const auto [end, error] = std::from_chars(view.data(), view.data() + view.size(), value);
-    if (error == std::errc{} && end == view.data() + view.size() && value > 0) return value;
-    logger("worker")->warn("ignoring ACME_WORKER_SLOTS={}: not a positive integer", view);
-  }
-  return detect_slots().slots;
+/// A count from the environment variable `name`, if it is set to one (>= `least`).
+std::optional<std::uint32_t> count_from_env(const char* name, std::uint32_t least) {
+  const char* text = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read at start
+  if (text == nullptr) return std::nullopt;
+  const std::string_view view(text);
+  std::uint32_t value = 0;
+  const auto [end, error] = std::from_chars(view.data(), view.data() + view.size(), value);
+  if (error == std::errc{} && end == view.data() + view.size() && value >= least) return value;
+  logger("worker")->warn("ignoring {}={}: not an integer >= {}", name, view, least);
+  return std::nullopt;
 }
 
 }  // namespace
@@ -36,7 +37,8 @@ void serve_if_worker() {
     add_builtins(registry);
     WorkerOptions options;
     options.endpoint = endpoint;
-    options.slots = slots_from_env();
+    options.slots = count_from_env("ACME_WORKER_SLOTS", 1).value_or(detect_slots().slots);
+    options.prefetch = count_from_env("ACME_WORKER_PREFETCH", 0).value_or(options.prefetch);
     // The app that started this copy owns the broker: when it is gone for long, so is the job.
     options.give_up_after = kEmbeddedGiveUp;
     options.agent = std::string(program_invocation_short_name) + " (embedded worker)";
