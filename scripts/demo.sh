@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The README's main command: installs what is missing, builds acme (release) and runs the main
-# demo. Until the broker and workers land (issue #4) that is acme-simulate: a 12,500-task map on
-# a simulated cluster, scheduled by acme's real scheduler, with a worker killed, one frozen and
-# a poison task; it checks that every result arrives exactly once. Extra arguments go to it.
+# The README's main command: installs what is missing, builds acme (release) and runs a real
+# ParallelMap on local workers: acme-trials, the band power of every channel of 400 synthetic
+# trials, one task per trial, on an embedded broker and one worker process per core, checked
+# against a serial run. Extra arguments go to acme-trials (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake --preset release >/dev/null
 cmake --build --preset release
-exec build/release/examples/simulate/acme-simulate "$@"
+unset ACME_BROKER  # local workers, whatever the shell says
+if (($# == 0)); then set -- --trials 400 --check; fi
+echo "+ acme-trials $*"
+exec build/release/examples/trials/acme-trials "$@"

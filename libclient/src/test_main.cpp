@@ -19,7 +19,11 @@ int main(int argc, char** argv) {
     return x;
   });
   acme::define("die_on_3", [](std::int64_t x) {
-    if (x == 3) std::_Exit(3);  // the worker process dies mid-task
+    // The worker process dies mid-task, some time after it started (as a real crash would).
+    if (x == 3) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::_Exit(3);
+    }
     return x;
   });
   acme::define("nap", [](std::int64_t ms) {

@@ -160,6 +160,9 @@ int Worker::Impl::run() {
 
     notifier->drain();
     collect_finished();
+    // Results leave before the next task starts: if that task kills the process, the broker
+    // must not find the finished ones still in flight and blame them (PROTOCOL.md §10).
+    flush_results(now);
     while (socket) {
       auto message = net::receive(*socket, zmq::recv_flags::dontwait);
       if (!message) break;
