@@ -153,7 +153,7 @@ struct Broker::Impl {
   void publish_stats();
 
   ClientPeer* client_of(std::string_view identity);
-  static std::optional<JobId> open_job_of(const ClientPeer* client, std::uint64_t job);
+  std::optional<JobId> open_job_of(const ClientPeer* client, std::uint64_t job);
   WorkerPeer* worker_of(std::string_view identity);
   void forget(ClientId id);
   void forget(WorkerId id);
@@ -801,7 +801,9 @@ ClientPeer* Broker::Impl::client_of(std::string_view identity) {
 std::optional<JobId> Broker::Impl::open_job_of(const ClientPeer* client, std::uint64_t job) {
   if (client == nullptr) return std::nullopt;
   const auto it = client->jobs.find(job);
-  if (it == client->jobs.end()) return std::nullopt;
+  // A job cancelled earlier in this batch of messages is closed in the scheduler, though its
+  // entry goes only when its JobFinished is handled: it is not open any more.
+  if (it == client->jobs.end() || !scheduler_.job_open(it->second)) return std::nullopt;
   return it->second;
 }
 

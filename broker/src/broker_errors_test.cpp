@@ -86,6 +86,29 @@ TEST(BrokerErrors, SubmitOutOfOrderIsABadRequest) {
   EXPECT_EQ(client->expect<Accept>().received, 4U);
 }
 
+TEST(BrokerErrors, SubmitOrCancelRightAfterCancelIsABadRequest) {
+  // A CANCEL and a SUBMIT (or a second CANCEL) of the same job sent back to back reach the
+  // broker in one batch; the job is closed by then and both are refused, never a crash.
+  TestCluster cluster;
+  auto client = cluster.client();
+  auto submit = submit_all(4, "f", 4);
+  submit.count = 2;
+  client->send(protocol::encode(submit), task_payloads(0, 2));
+  client->expect<Accept>();
+  submit.first = 2;
+  client->send(protocol::encode(protocol::CancelJob{.job = 4}));
+  client->send(protocol::encode(submit), task_payloads(2, 2));
+  client->send(protocol::encode(protocol::CancelJob{.job = 4}));
+  std::vector<ErrorCode> errors;
+  while (auto message = client->next(1s)) {
+    if (const auto* error = std::get_if<Error>(&message->command)) errors.push_back(error->code);
+  }
+  EXPECT_EQ(errors, (std::vector<ErrorCode>{ErrorCode::BadRequest, ErrorCode::BadRequest}));
+  // The broker still serves.
+  client->send(protocol::encode(submit_all(5, "f", 1)), task_payloads(0, 1));
+  EXPECT_EQ(client->expect<Accept>().received, 1U);
+}
+
 TEST(BrokerErrors, ClientMessagesOverTheSizeLimitAreTooLarge) {
   auto options = test_options();
   options.max_client_message = 1000;

@@ -14,6 +14,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <acme/broker/broker.hpp>
 #include <acme/client.hpp>
 #include <acme/parallel_map.hpp>
 
@@ -224,6 +225,48 @@ struct ExternalCluster {
     }
   }
 };
+
+TEST_F(ClientTest, ARefusedSubmitDoesNotStallLaterJobs) {
+  // The broker refuses the first job's SUBMIT (too large); that SUBMIT used the whole window.
+  // A later job must still be sent and run instead of the client waiting forever.
+  broker::BrokerOptions broker_options;
+  broker_options.endpoint = "tcp://127.0.0.1:0";
+  broker_options.max_client_message = 2000;
+  broker::BrokerThread broker(broker_options);
+  const test::Process worker({self_exe()},
+                             {{"ACME_WORKER_OF", broker.endpoint()}, {"ACME_WORKER_SLOTS", "1"}});
+  ClientOptions options;
+  options.broker = broker.endpoint();
+  Client client(options);
+  try {
+    (void)ParallelMap("square", iota(2000), MapOptions{.client = &client}).compute();
+    ADD_FAILURE() << "a SUBMIT larger than the broker's limit was not refused";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("exceeds the broker's limit")) << e.what();
+  }
+  EXPECT_EQ(ParallelMap("square", iota(3), MapOptions{.client = &client}).compute<std::int64_t>(),
+            (std::vector<std::int64_t>{0, 1, 4}));
+}
+
+TEST_F(ClientTest, ArgumentsThatFailToPackFailTheJobAndTheClientGoesOn) {
+  Client client(local(1));
+  JobSpec spec;
+  spec.function = "square";
+  spec.total = 3;
+  spec.task = [](std::uint64_t /*index*/, msgpack::sbuffer& /*frame*/) {
+    throw std::runtime_error("cannot pack this input");
+  };
+  auto stream = client.submit(spec);
+  try {
+    (void)stream.next();
+    ADD_FAILURE() << "a job whose arguments cannot be packed did not fail";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::BadOptions);
+    EXPECT_THAT(e.what(), HasSubstr("cannot pack this input"));
+  }
+  EXPECT_EQ(ParallelMap("square", iota(3), MapOptions{.client = &client}).compute<std::int64_t>(),
+            (std::vector<std::int64_t>{0, 1, 4}));
+}
 
 TEST_F(ClientTest, TwoClientsShareOneBrokerProcess) {
   ExternalCluster cluster(2);

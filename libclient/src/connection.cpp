@@ -356,6 +356,9 @@ void Connection::on_error(const protocol::Error& error) {
   std::optional<std::uint64_t> id = error.job;
   if (!id && outstanding_) id = outstanding_;  // a SUBMIT's answer that could not name its job
   if (outstanding_ && (!error.job || *error.job == *outstanding_)) {
+    // A refused SUBMIT took nothing of the window (§6.1.1): give it back, or a refusal that
+    // used the whole window would stall every later job.
+    window_ += outstanding_count_;
     outstanding_.reset();
     outstanding_count_ = 0;
   }
@@ -444,7 +447,10 @@ void Connection::pump(Clock::time_point now) {
     }
     if (count == 0) return;  // window or capacity exhausted: wait for ACCEPT or readers
     last_served_ = it->first;
-    if (submit_chunk(job, count, now)) return;
+    // One SUBMIT per call. A chunk that fails to pack may forget its job (and invalidate `it`):
+    // the next call goes on with the others.
+    submit_chunk(job, count, now);
+    return;
   }
 }
 

@@ -197,6 +197,9 @@ Clock::time_point Worker::Impl::next_wakeup(Clock::time_point now) const {
 void Worker::Impl::connect(Clock::time_point now) {
   socket.emplace(context, zmq::socket_type::dealer);
   net::configure(*socket);
+  // No send limit: what waits to go out is bounded by the worker's credits, and a RESULTS
+  // refused by a full pipe would be lost while the broker still waits for it (§10).
+  socket->set(zmq::sockopt::sndhwm, 0);
   try {
     socket->connect(options.endpoint);
   } catch (const zmq::error_t& e) {
@@ -215,8 +218,8 @@ void Worker::Impl::close_socket(std::chrono::milliseconds linger) noexcept {
 
 void Worker::Impl::send(const proto::Encoded& message, std::span<zmq::message_t> payload,
                         Clock::time_point now) {
-  // Never block the I/O thread: a full pipe means the broker is not reading, and liveness
-  // will soon say so.
+  // Never block the I/O thread. With no send limit a send fails only while no connection
+  // exists; then the broker is gone and every task is abandoned anyway (§9).
   if (!net::send(*socket, message, payload, nullptr, zmq::send_flags::dontwait)) {
     log->debug("dropped a {} to {}: the pipe is full", proto::command_name(message.command),
                options.endpoint);
