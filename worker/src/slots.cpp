@@ -1,7 +1,9 @@
 // detect_slots(): how many tasks this worker runs at once when nobody says, and the machine
 // facts READY reports (cores, memory).
+#include <array>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 #include <string_view>
 
 #include <hwloc.h>
