@@ -2,6 +2,7 @@
 // (PROTOCOL.md §9-§10). Short intervals keep each test well under a second or two.
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -23,21 +24,23 @@ using protocol::TaskStatus;
 
 BrokerOptions fast_options() {
   auto options = test_options();
-  options.scheduler.heartbeat_interval = 50ms;
-  options.scheduler.liveness = 4;  // dead after 200 ms of silence
+  // Workers are dead after 400 ms of silence, clients (liveness 3, §9) after 300 ms: short, but
+  // long enough that a test thread descheduled on a loaded machine does not lose its peers.
+  options.scheduler.heartbeat_interval = 100ms;
+  options.scheduler.liveness = 4;
   return options;
 }
 
 TEST(BrokerLiveness, SilentWorkersTasksGoElsewhereAndEachResultIsDeliveredOnce) {
   TestCluster cluster(fast_options());
   auto client = cluster.client();
-  client->keepalive = true;
   // slots 1 + prefetch 1: task 0 may have been running when it dies (a suspect), task 1 not
   // (§10), so the one live worker may take both at once.
   auto silent = cluster.ready_worker(
       Ready{.functions = {"f"}, .slots = 1, .prefetch = 1, .host = "a", .pid = 1});
   client->send(protocol::encode(submit_all(1, "f", 2)), task_payloads(0, 2));
   client->expect<Accept>();
+  client->keepalive = true;  // only now: a HEARTBEAT before the first SUBMIT gets BYE (§9)
   const auto first = silent->expect<Tasks>();
   ASSERT_EQ(first.tasks.size(), 2U);
 
@@ -80,11 +83,11 @@ TEST(BrokerLiveness, TaskThatKillsMaxRetriesWorkersIsPoisoned) {
   options.scheduler.max_retries = 2;
   TestCluster cluster(options);
   auto client = cluster.client();
-  client->keepalive = true;
   auto first = cluster.ready_worker(Ready{.functions = {"f"}, .slots = 1, .host = "n1", .pid = 7});
   client->send(protocol::encode(submit_all(4, "f", 1)), task_payloads(0, 1));
   client->expect<Accept>();
-  first->expect<Tasks>();  // then silent: dies with the task running
+  client->keepalive = true;  // only now: a HEARTBEAT before the first SUBMIT gets BYE (§9)
+  first->expect<Tasks>();    // then silent: dies with the task running
 
   auto second = cluster.ready_worker(Ready{.functions = {"f"}, .slots = 1, .host = "n2", .pid = 8});
   second->keepalive = true;
@@ -110,7 +113,7 @@ TEST(BrokerLiveness, BrokerHeartbeatsPeersItHasNothingToSay) {
   TestCluster cluster(fast_options());
   auto worker = cluster.ready_worker(Ready{.functions = {"f"}, .slots = 1});
   worker->keepalive = true;
-  EXPECT_TRUE(worker->quiet_for(300ms));
+  EXPECT_TRUE(worker->quiet_for(450ms));
   EXPECT_GE(worker->heartbeats, 3U);
 }
 
@@ -143,6 +146,12 @@ TEST(BrokerLiveness, SilentClientLosesItsJobs) {
   EXPECT_EQ(worker->expect<protocol::CancelTasks>(),
             (protocol::CancelTasks{.job = tasks.job, .tasks = {}}));
   EXPECT_TRUE(client->expect<Bye>().reconnect);
+  // The counters are published after the loop iteration that sent the BYE.
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (cluster.broker.broker().stats().clients_lost == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
   EXPECT_EQ(cluster.broker.broker().stats().clients_lost, 1U);
 }
 
