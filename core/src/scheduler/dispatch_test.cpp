@@ -27,6 +27,26 @@ TEST(SchedulerDispatch, SendsNoMoreThanSlotsPlusPrefetch) {
   h.expect_no_more_decisions();
 }
 
+TEST(SchedulerDispatch, FreeCoresOfAllWorkersAreFilledBeforeAnyPrefetch) {
+  SchedulerHarness h;
+  const auto a = h.add_worker({.slots = 1, .prefetch = 1});
+  const auto b = h.add_worker({.slots = 1, .prefetch = 1});
+  const auto c = h.add_worker({.slots = 2, .prefetch = 4});
+  const auto job = h.submit("square", 4);
+  // Four tasks, four free cores: one each on a and b, two on c; nobody queues one ahead.
+  EXPECT_THAT(h.take_sent(a), SizeIs(1));
+  EXPECT_THAT(h.take_sent(b), SizeIs(1));
+  EXPECT_THAT(h.take_sent(c), SizeIs(2));
+  h.expect_no_more_decisions();
+  // More work than cores: then prefetch fills too, up to each worker's credit.
+  h.submit("square", 20);
+  EXPECT_THAT(h.take_sent(a), SizeIs(1));
+  EXPECT_THAT(h.take_sent(b), SizeIs(1));
+  EXPECT_THAT(h.take_sent(c), SizeIs(4));
+  h.expect_no_more_decisions();
+  (void)job;
+}
+
 TEST(SchedulerDispatch, EachResultReturnsOneCredit) {
   SchedulerHarness h;
   const auto worker = h.add_worker({.slots = 2});

@@ -544,7 +544,26 @@ void Scheduler::go_idle(WorkerId id, Worker& worker) {
 }
 
 void Scheduler::dispatch() {
-  // New work wakes idle workers of its function: just enough of them to take it all.
+  wake_idle_workers();
+  // §8: free cores before prefetch. Every worker that can start a task now gets one before any
+  // worker queues one ahead: two tasks on two idle workers run at once, not one after the other.
+  if (!queue_covers_dirty_credit()) {
+    for (const auto id : dirty_workers_) {
+      auto& worker = workers_[index_of(id)];
+      if (worker.alive) fill(id, worker, worker.slots);
+    }
+  }
+  for (const auto id : dirty_workers_) {
+    auto& worker = workers_[index_of(id)];
+    worker.dirty = false;
+    if (worker.alive) fill(id, worker, worker.capacity);
+  }
+  dirty_workers_.clear();
+}
+
+void Scheduler::wake_idle_workers() {
+  // New work wakes idle workers of its function: just enough of them to take it all, counting
+  // a worker's free cores (or, with none free, its prefetch room).
   for (const auto job_id : dirty_jobs_) {
     auto* job = find(job_id);
     if (job == nullptr) continue;
@@ -557,33 +576,45 @@ void Scheduler::dispatch() {
       auto& worker = workers_[index_of(entry.worker)];
       if (!worker.alive || worker.idle_generation != entry.generation) continue;
       ++worker.idle_generation;  // its entries in other functions' lists are stale now
-      const auto free = worker.capacity - worker.used;
+      const auto free =
+          worker.used < worker.slots ? worker.slots - worker.used : worker.capacity - worker.used;
       wanted -= std::min<std::uint64_t>(wanted, free);
       mark_dirty(entry.worker, worker);
     }
   }
   dirty_jobs_.clear();
-  for (const auto id : dirty_workers_) {
-    auto& worker = workers_[index_of(id)];
-    worker.dirty = false;
-    if (worker.alive) fill(id, worker);
-  }
-  dirty_workers_.clear();
 }
 
-void Scheduler::fill(WorkerId id, Worker& worker) {
-  if (worker.used >= worker.capacity) return;
+bool Scheduler::queue_covers_dirty_credit() const {
+  // When the queued tasks fill every dirty worker's whole credit, filling free cores first
+  // changes nothing, and one pass sends fewer, larger TASKS. An estimate: it counts the queues
+  // of every open job, and stops counting once the credit is covered.
+  std::uint64_t credit = 0;
+  for (const auto id : dirty_workers_) {
+    const auto& worker = workers_[index_of(id)];
+    if (worker.alive) credit += worker.capacity - worker.used;
+  }
+  std::uint64_t queued = 0;
+  for (auto it = jobs_.begin(); it != jobs_.end() && queued < credit; ++it) {
+    queued += it->second.queued() * it->second.cores;
+  }
+  return queued >= credit;
+}
+
+void Scheduler::fill(WorkerId id, Worker& worker, std::uint32_t bound) {
+  // Fills the worker up to `bound` cores held: its slots, or its whole credit (with prefetch).
+  if (worker.used >= bound) return;
   // Candidate jobs: pending, with a function the worker offers and cores it has.
   candidates_.clear();
   for (const auto f : worker.functions) {
     for (const auto job_id : functions_[f].pending) {
       auto& job = jobs_.at(job_id);
-      if (job.cores <= worker.slots && job.cores <= worker.capacity - worker.used) {
+      if (job.cores <= worker.slots && job.cores <= bound - worker.used) {
         candidates_.emplace_back(job_id, &job);
       }
     }
   }
-  while (!candidates_.empty() && worker.used < worker.capacity) {
+  while (!candidates_.empty() && worker.used < bound) {
     // Fair share (§8): the client with the fewest cores in flight, then its job with the
     // fewest tasks in flight, then the job served longest ago.
     auto share_key = [this](const Job& job) {
@@ -595,27 +626,27 @@ void Scheduler::fill(WorkerId id, Worker& worker) {
     }
     const auto [job_id, job] = *best;
     // Split the free credit evenly among the competing jobs, in batches of max_batch.
-    const auto free = worker.capacity - worker.used;
+    const auto free = bound - worker.used;
     const auto share =
         std::max<std::uint32_t>(job->cores, free / static_cast<std::uint32_t>(candidates_.size()));
     const auto sent =
-        assign(id, worker, job_id, *job, std::min(config_.max_batch, share / job->cores));
-    if (sent == 0 || job->queued() == 0 || job->cores > worker.capacity - worker.used) {
+        assign(id, worker, job_id, *job, std::min(config_.max_batch, share / job->cores), bound);
+    if (sent == 0 || job->queued() == 0 || worker.used + job->cores > bound) {
       *best = candidates_.back();
       candidates_.pop_back();
     }
   }
-  if (worker.used < worker.capacity) go_idle(id, worker);
+  if (bound == worker.capacity && worker.used < worker.capacity) go_idle(id, worker);
 }
 
 std::uint32_t Scheduler::assign(WorkerId wid, Worker& worker, JobId jid, Job& job,
-                                std::uint32_t limit) {
+                                std::uint32_t limit, std::uint32_t bound) {
   // Consecutive batches for the same worker and job travel as one TASKS message of at most
   // max_batch tasks.
   auto* send = decisions_.empty() ? nullptr : std::get_if<SendTasks>(&decisions_.back());
   auto& client = clients_[index_of(job.client)];
   std::uint32_t sent = 0;
-  while (sent < limit && worker.capacity - worker.used >= job.cores && job.queued() > 0) {
+  while (sent < limit && worker.used + job.cores <= bound && job.queued() > 0) {
     InFlight task{.job = jid};
     // §10: a suspect (a task that was running when a worker died) never shares a worker with
     // another suspect, so that an innocent task that once ran beside a poison task is not

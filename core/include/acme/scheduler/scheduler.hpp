@@ -217,8 +217,11 @@ class Scheduler {
   void forget_function(WorkerId id, Worker& worker, FunctionId function);
   void remove_client(ClientId id);
   void dispatch();
-  void fill(WorkerId id, Worker& worker);
-  std::uint32_t assign(WorkerId wid, Worker& worker, JobId jid, Job& job, std::uint32_t limit);
+  void wake_idle_workers();
+  [[nodiscard]] bool queue_covers_dirty_credit() const;
+  void fill(WorkerId id, Worker& worker, std::uint32_t bound);
+  std::uint32_t assign(WorkerId wid, Worker& worker, JobId jid, Job& job, std::uint32_t limit,
+                       std::uint32_t bound);
   void check_orphans(TimePoint now);
   void refresh_capability();
   struct InFlightCounts {
