@@ -54,6 +54,11 @@ int run(int argc, char** argv) {
   app.add_option("--give-up-after", give_up_seconds,
                  "exit 1 when the broker has been gone this many seconds (0: never)")
       ->check(CLI::NonNegativeNumber);
+  std::uint32_t recycle_after_ms = 1000;
+  app.add_option("--recycle-after-ms", recycle_after_ms,
+                 "a cancelled or timed-out task still running this long after is stuck: the "
+                 "worker re-executes itself to free its cores (0: never)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
       ->check([](const std::string& value) {
@@ -94,6 +99,7 @@ int run(int argc, char** argv) {
   }
   options.give_up_after =
       std::chrono::milliseconds(static_cast<std::int64_t>(give_up_seconds * 1000));
+  options.recycle_after = std::chrono::milliseconds(recycle_after_ms);
   log->info("worker {}:{} offers {} functions with {} slots ({}) to {}", acme::net::hostname(),
             ::getpid(), registry.names().size(), options.slots, source, options.endpoint);
 
@@ -102,6 +108,8 @@ int run(int argc, char** argv) {
   install_stop_handlers();
   const int status = worker.run();
   running_worker = nullptr;
+  // A stuck task holds its cores until the process ends: replace it, the Worker not destroyed.
+  if (status == acme::Worker::kRecycle) acme::reexec_self();
   return status;
 }
 

@@ -25,6 +25,9 @@ TEST(AcmeWorkerProgram, BadOptionExits2) {
   EXPECT_EQ(outcome.exit_code, 2);
   EXPECT_EQ(acme_worker({"--slots", "0"}).exit_code, 2);
   EXPECT_EQ(acme_worker({"--log-level", "loud"}).exit_code, 2);
+  const auto recycle = acme_worker({"--recycle-after-ms", "soon"});
+  EXPECT_EQ(recycle.exit_code, 2);
+  EXPECT_THAT(recycle.err, HasSubstr("--recycle-after-ms"));
 }
 
 TEST(AcmeWorkerProgram, ListFunctionsPrintsTheBuiltins) {

@@ -9,6 +9,8 @@
 #include <optional>
 #include <random>
 
+#include <fmt/format.h>
+
 #include <acme/error.hpp>
 #include <acme/log.hpp>
 #include <acme/net/wire.hpp>
@@ -91,6 +93,7 @@ struct Worker::Impl {
   std::deque<std::shared_ptr<Task>> queued;    // received, not started: FIFO (§8)
   std::vector<std::shared_ptr<Task>> running;  // started, not returned (abandoned ones too)
   std::uint32_t free_cores;
+  bool recycling = false;  // a stuck task: start nothing more, recycle when the rest ended
   std::map<std::uint64_t, JobState> jobs;
   std::vector<proto::TaskResult> pending;  // results to send, and their frames
   std::vector<zmq::message_t> pending_frames;
@@ -123,6 +126,8 @@ struct Worker::Impl {
   void flush_results(Clock::time_point now);
   void abandon(Task& task);
   void abandon_all();
+  /// A value means run() returns it (Worker::kRecycle).
+  std::optional<int> check_stuck(Clock::time_point now);
 
   // Liveness (§9); a value means run() returns it.
   std::optional<int> check_broker(Clock::time_point now);
@@ -172,6 +177,7 @@ int Worker::Impl::run() {
     start_queued(now);
     flush_results(now);
     if (auto status = check_broker(now)) return *status;
+    if (auto status = check_stuck(now)) return *status;
     if (socket && now - last_sent >= interval()) {
       send(proto::encode(proto::Peer::Worker, proto::Heartbeat{}), {}, now);
     }
@@ -190,6 +196,9 @@ Clock::time_point Worker::Impl::next_wakeup(Clock::time_point now) const {
   }
   for (const auto& task : running) {
     if (!task->abandoned && task->timeout > 0ms) earliest(task->deadline);
+    if (task->abandoned && options.recycle_after > 0ms) {
+      earliest(task->abandoned_at + options.recycle_after);
+    }
   }
   return next;
 }
@@ -398,7 +407,7 @@ void Worker::Impl::expire_timeouts(Clock::time_point now) {
 void Worker::Impl::start_queued(Clock::time_point now) {
   // §8: start in received order, no overtaking, at most `slots` cores at once (abandoned tasks
   // that still run count too: they hold their cores until they return).
-  while (!queued.empty() && queued.front()->cores <= free_cores) {
+  while (!recycling && !queued.empty() && queued.front()->cores <= free_cores) {
     auto task = std::move(queued.front());
     queued.pop_front();
     free_cores -= task->cores;
@@ -425,8 +434,46 @@ void Worker::Impl::flush_results(Clock::time_point now) {
 }
 
 void Worker::Impl::abandon(Task& task) {
+  if (task.abandoned) return;
   task.cancelled = true;
   task.abandoned = true;
+  task.abandoned_at = Clock::now();
+}
+
+std::optional<int> Worker::Impl::check_stuck(Clock::time_point now) {
+  // §6.4.3: a function that ignores cancellation cannot be stopped from outside its thread;
+  // only a new process frees its cores.
+  if (options.recycle_after <= 0ms) return std::nullopt;
+  const auto stuck = std::find_if(running.begin(), running.end(), [&](const auto& task) {
+    return task->abandoned && now - task->abandoned_at >= options.recycle_after;
+  });
+  if (stuck == running.end()) return std::nullopt;
+  const auto busy = std::count_if(running.begin(), running.end(),
+                                  [](const auto& task) { return !task->abandoned; });
+  if (!recycling) {
+    recycling = true;
+    log->warn(
+        "task {} of job {} ({}()) has not returned {} ms after it was abandoned; this "
+        "worker starts no more tasks and is replaced{}",
+        (*stuck)->index, (*stuck)->job, *(*stuck)->function,
+        ms(now - (*stuck)->abandoned_at).count(),
+        busy > 0 ? fmt::format(" when its {} other running tasks end", busy) : "");
+  }
+  if (busy > 0) return std::nullopt;
+  flush_results(now);
+  if (socket && state != State::Disconnected) {
+    // The broker requeues what this worker still holds without blame (§6.3.4).
+    send(proto::encode(proto::Peer::Worker,
+                       proto::Bye{.reason = fmt::format("recycling: task {} of job {} is stuck in "
+                                                        "{}()",
+                                                        (*stuck)->index, (*stuck)->job,
+                                                        *(*stuck)->function)}),
+         {}, now);
+  }
+  queued.clear();
+  close_socket(500ms);  // long enough for the results and the BYE to leave
+  state = State::Disconnected;
+  return Worker::kRecycle;
 }
 
 void Worker::Impl::abandon_all() {

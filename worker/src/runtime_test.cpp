@@ -183,6 +183,63 @@ TEST(WorkerTimeout, SendsTimedOutAndFreesTheSlot) {
   EXPECT_EQ(broker.results(1, 5s).count({2, 0}), 1U);
 }
 
+TEST(WorkerStuck, ATaskThatIgnoresItsTimeoutRecyclesTheWorkerOnceTheOthersEnd) {
+  FakeBroker broker;
+  FunctionRegistry registry;
+  std::atomic<bool> release{false};
+  registry.add("stuck", [&](int /*i*/) {  // ignores cancellation until the test ends
+    test::wait_until([&] { return release.load(); }, 30s);
+    return 0;
+  });
+  registry.add("nap", [](int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ms;
+  });
+  auto options = options_for(broker, 2);
+  options.recycle_after = 200ms;
+  RunningWorker worker(options, registry);
+  // Destroyed before the worker: lets the stuck thread end so that the test can.
+  const std::unique_ptr<std::atomic<bool>, void (*)(std::atomic<bool>*)> releaser(
+      &release, [](std::atomic<bool>* flag) { flag->store(true); });
+  const auto [id, ready] = broker.admit();
+  const auto start = test::Clock::now();
+  broker.send(id, tasks(1, "stuck", 1, 0, false, /*timeout_ms=*/100), {args(0)});
+  broker.send(id, tasks(2, "nap", 1), {args(700)});
+  broker.send(id, tasks(3, "nap", 1), {args(1)});  // queued: both slots are taken
+  auto results = broker.results(2, 5s);
+  EXPECT_EQ((results[{1, 0}].status), TaskStatus::TimedOut);
+  EXPECT_EQ((results[{2, 0}].status), TaskStatus::Ok);  // the running task ends first
+  const auto bye = broker.expect<protocol::Bye>(5s);    // and nothing else starts: no job 3
+  ASSERT_TRUE(bye);
+  EXPECT_THAT(bye->first.reason, HasSubstr("recycling: task 0 of job 1 is stuck in stuck()"));
+  EXPECT_GE(test::Clock::now() - start, 700ms);
+  EXPECT_EQ(worker.exit_status(5s), Worker::kRecycle);
+}
+
+TEST(WorkerStuck, ACancelledTaskThatEndsWithinTheGraceIsNotStuck) {
+  FakeBroker broker;
+  auto registry = builtins();
+  std::atomic<bool> started{false};
+  registry.add_raw("polite", [&](const msgpack::object& /*args*/, const msgpack::object& /*kw*/,
+                                 msgpack::packer<msgpack::sbuffer>& result, TaskContext& context) {
+    started = true;
+    test::wait_until([&] { return context.cancelled(); }, 30s);
+    std::this_thread::sleep_for(100ms);  // some clean-up, well within the grace
+    result.pack_nil();
+  });
+  auto options = options_for(broker, 1);
+  options.recycle_after = 400ms;
+  RunningWorker worker(options, registry);
+  const auto [id, ready] = broker.admit();
+  broker.send(id, tasks(1, "polite", 1), {args()});
+  ASSERT_TRUE(test::wait_until([&] { return started.load(); }, 5s));
+  broker.send(id, protocol::encode(protocol::CancelTasks{.job = 1, .tasks = {}}));
+  EXPECT_FALSE(broker.expect<protocol::Bye>(800ms));  // it returned in time: no recycling
+  EXPECT_FALSE(worker.exit_status(0ms));
+  broker.send(id, tasks(2, "echo", 1), {args(1)});
+  EXPECT_EQ(broker.results(1, 5s).count({2, 0}), 1U);
+}
+
 TEST(WorkerCommon, IsPassedAsKwargsUntilTheJobEnds) {
   FakeBroker broker;
   FunctionRegistry registry;

@@ -3,11 +3,18 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include <acme/log.hpp>
 #include <acme/worker.hpp>
+
+#include <unistd.h>
 
 namespace acme {
 namespace {
@@ -44,10 +51,35 @@ void serve_if_worker() {
     options.agent = std::string(program_invocation_short_name) + " (embedded worker)";
     Worker worker(std::move(options), registry);
     status = worker.run();
+    if (status == Worker::kRecycle) reexec_self();
   } catch (const std::exception& e) {
     logger("worker")->error("embedded worker failed: {}", e.what());
   }
   std::exit(status);  // NOLINT(concurrency-mt-unsafe): the worker's threads have ended
+}
+
+void reexec_self() {
+  // The arguments as the kernel keeps them: NUL-terminated strings, one after the other.
+  std::ifstream file("/proc/self/cmdline", std::ios::binary);
+  const std::string all{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+  std::vector<std::string> args;
+  for (std::size_t at = 0; at < all.size();) {
+    const auto end = all.find('\0', at);
+    args.push_back(all.substr(at, end == std::string::npos ? std::string::npos : end - at));
+    at = end == std::string::npos ? all.size() : end + 1;
+  }
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  auto log = logger("worker");
+  log->info("re-executing {} (pid {}) to free the cores of a stuck task",
+            args.empty() ? std::string("/proc/self/exe") : args.front(), ::getpid());
+  log->flush();
+  if (!args.empty()) ::execv("/proc/self/exe", argv.data());
+  log->error("cannot re-execute this program: {}", std::strerror(errno));  // NOLINT
+  log->flush();
+  std::_Exit(Worker::kRecycle);
 }
 
 }  // namespace acme

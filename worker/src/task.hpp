@@ -46,7 +46,8 @@ struct Task {
   zmq::message_t result{};
 
   // I/O thread only.
-  bool abandoned = false;  // its result must not be sent (PROTOCOL.md §6.4.3)
+  bool abandoned = false;            // its result must not be sent (PROTOCOL.md §6.4.3)
+  Clock::time_point abandoned_at{};  // when; a task still running long after is stuck (§6.4.3)
   Clock::time_point deadline{};
 };
 

@@ -224,6 +224,11 @@ struct WorkerOptions {
   std::chrono::milliseconds give_up_after{0};
   /// Sent in READY, e.g. "acme-worker 0.1.0".
   std::string agent = "acme-worker";
+  /// A task abandoned (timed out, cancelled, broker gone) that has not returned this long
+  /// after is stuck: the worker stops starting tasks, lets its other running tasks end, says
+  /// BYE and run() returns Worker::kRecycle, so that the process can be replaced and its cores
+  /// freed (PROTOCOL.md §6.4.3). 0 means never.
+  std::chrono::milliseconds recycle_after{1000};
 };
 
 /// The slot count WorkerOptions::slots = 0 resolves to, and where it came from.
@@ -241,9 +246,14 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  /// Serves until stop(), a broker BYE without reconnect, or give_up_after. Returns the exit
-  /// status for a main(): 0 after stop() or a broker's clean stop, 1 after giving up.
+  /// Serves until stop(), a broker BYE without reconnect, give_up_after, or a stuck task.
+  /// Returns the exit status for a main(): 0 after stop() or a broker's clean stop, 1 after
+  /// giving up, kRecycle when a stuck task holds cores: then call reexec_self() without
+  /// destroying the Worker first (its destructor would wait for the stuck task).
   int run();
+
+  /// run()'s status when the process should be replaced (EX_TEMPFAIL).
+  static constexpr int kRecycle = 75;
 
   /// Asks run() to return; thread-safe and async-signal-safe.
   void stop() noexcept;
@@ -252,6 +262,11 @@ class Worker {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// Replaces this process by a fresh run of the same program with the same arguments and
+/// environment (execv of /proc/self/exe; the pid stays). Threads, stuck ones too, end with the
+/// old image. Returns only if the exec failed: then it ends the process with Worker::kRecycle.
+[[noreturn]] void reexec_self();
 
 /// The environment variable that makes a program a worker: its value is the broker endpoint.
 inline constexpr const char* kWorkerEnv = "ACME_WORKER_OF";
