@@ -40,6 +40,7 @@ int run(int argc, char** argv) {
   auto& config = options.scheduler;
   std::uint32_t heartbeat_ms = 1000;
   std::uint32_t no_worker_timeout_ms = 10000;
+  std::uint32_t max_message_mib = 1024;
   std::string log_level;
   app.add_option("--bind", options.endpoint,
                  "endpoint to bind: tcp://127.0.0.1:PORT, tcp://*:PORT (0: any free port), "
@@ -62,6 +63,15 @@ int run(int argc, char** argv) {
   app.add_option("--max-batch", config.max_batch, "most tasks in one TASKS message")
       ->capture_default_str()
       ->check(CLI::Range(1U, 1024U));
+  app.add_option("--max-window", config.client_window,
+                 "most tasks the broker holds for one client, received and not finished: with the "
+                 "largest task size, this bounds the broker's memory per client")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{1024}, std::uint64_t{1} << 40U));
+  app.add_option("--max-message-mb", max_message_mib,
+                 "largest client message accepted, in MiB; larger ones get ERROR too-large "
+                 "(0: no limit)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default info)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "off"}));
   app.set_version_flag("--version", std::string("acme-broker ") + ACME_VERSION);
@@ -73,6 +83,7 @@ int run(int argc, char** argv) {
   }
   config.heartbeat_interval = std::chrono::milliseconds{heartbeat_ms};
   config.no_worker_timeout = std::chrono::milliseconds{no_worker_timeout_ms};
+  options.max_client_message = std::size_t{max_message_mib} << 20U;
 
   // An explicit --log-level wins over ACME_LOG, which wins over the default, info.
   if (!log_level.empty()) {

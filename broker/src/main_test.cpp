@@ -127,6 +127,12 @@ TEST(AcmeBrokerProgram, UsageErrorExitsTwo) {
   EXPECT_THAT(program.err(), HasSubstr("--no-such-option"));
   Program bad_level({"--log-level", "loud"});
   EXPECT_EQ(bad_level.wait(), 2);
+  Program small_window({"--max-window", "10"});  // PROTOCOL.md §6.2.1: at least 1024
+  EXPECT_EQ(small_window.wait(), 2);
+  EXPECT_THAT(small_window.err(), HasSubstr("--max-window"));
+  Program bad_size({"--max-message-mb", "-1"});
+  EXPECT_EQ(bad_size.wait(), 2);
+  EXPECT_THAT(bad_size.err(), HasSubstr("--max-message-mb"));
 }
 
 TEST(AcmeBrokerProgram, AddressInUseExitsOneWithOneLine) {
