@@ -16,3 +16,11 @@ if(ACME_SANITIZE)
     target_compile_options(acme_warnings INTERFACE -Wno-maybe-uninitialized)
   endif()
 endif()
+
+if(ACME_FUZZ)
+  # libFuzzer builds (the fuzz preset, clang): coverage for libFuzzer and ASan+UBSan in every
+  # library, so that the fuzzers are guided by, and check, the code they drive (tests/fuzz/).
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=address,undefined)
+endif()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every gate CI runs, in one command (HyperQueue's scripts/check.sh): formatting, the layering
-# rule of core/, the -Werror build with all tests, the ASan+UBSan unit tests, clang-tidy and a
-# bounded fuzz run. Installs what it needs first.
+# rule of core/, the -Werror build with all tests, the ASan+UBSan unit tests, clang-tidy and
+# bounded fuzz runs of the decoders and of the broker. Installs what it needs first.
 #   bash scripts/check.sh
 #   ACME_CHECK_SKIP="asan fuzz tidy" bash scripts/check.sh   # a quicker local run
 #   ACME_FUZZ_SECONDS=300 bash scripts/check.sh              # a longer fuzz run (default 60)
@@ -41,16 +41,22 @@ if ! skipped tidy; then
   echo "${#tidy_sources[@]} files clean"
 fi
 
-stage "fuzz the decoders for ${ACME_FUZZ_SECONDS:-60} s (clang libFuzzer)"
+stage "fuzz the decoders and the broker, ${ACME_FUZZ_SECONDS:-60} s each (clang libFuzzer)"
 if ! skipped fuzz; then
   cmake --preset fuzz >/dev/null
   cmake --build --preset fuzz
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  cp tests/fuzz/corpus/* "$work/"
-  build/fuzz/tests/fuzz/acme_decode_fuzz -max_total_time="${ACME_FUZZ_SECONDS:-60}" -timeout=10 \
-    -print_final_stats=1 "$work" 2>&1 | grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec|INFO: Seed|==[0-9]+==ERROR)' || true
-  test "${PIPESTATUS[0]}" -eq 0
+  for target in decode:corpus broker:corpus-broker; do
+    name=${target%%:*}
+    mkdir "$work/$name"
+    cp "tests/fuzz/${target#*:}"/* "$work/$name/"
+    echo "-- acme_${name}_fuzz"
+    build/fuzz/tests/fuzz/acme_${name}_fuzz -max_total_time="${ACME_FUZZ_SECONDS:-60}" -timeout=20 \
+      -rss_limit_mb=4096 -print_final_stats=1 "$work/$name" 2>&1 |
+      grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec|INFO: Seed|==[0-9]+==ERROR|broker_fuzz:|SUMMARY)' || true
+    test "${PIPESTATUS[0]}" -eq 0
+  done
 fi
 
 stage "all gates passed"

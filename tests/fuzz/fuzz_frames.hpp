@@ -58,6 +58,16 @@ inline std::string join_frames(const std::vector<std::string>& frames) {
   return input;
 }
 
+/// A message's frames as strings: signature, command, header, then `payloads`.
+inline std::vector<std::string> frames_of(const protocol::Encoded& encoded,
+                                          std::vector<std::string> payloads = {}) {
+  std::vector<std::string> frames{std::string(encoded.signature),
+                                  std::string(1, static_cast<char>(encoded.command)),
+                                  encoded.header};
+  for (auto& payload : payloads) frames.push_back(std::move(payload));
+  return frames;
+}
+
 inline std::string_view as_text(protocol::Frame frame) {
   return {reinterpret_cast<const char*>(frame.data()), frame.size()};
 }

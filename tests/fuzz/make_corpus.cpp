@@ -23,14 +23,7 @@
 namespace {
 
 using namespace acme::protocol;
-
-std::vector<std::string> frames_of(const Encoded& encoded, std::vector<std::string> payloads = {}) {
-  std::vector<std::string> frames{std::string(encoded.signature),
-                                  std::string(1, static_cast<char>(encoded.command)),
-                                  encoded.header};
-  for (auto& payload : payloads) frames.push_back(std::move(payload));
-  return frames;
-}
+using acme::fuzz::frames_of;
 
 std::vector<std::pair<std::string, std::vector<std::string>>> seeds() {
   const auto failure = encode_error_info({.message = "division by zero",

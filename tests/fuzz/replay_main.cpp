@@ -1,4 +1,4 @@
-// Runs LLVMFuzzerTestOneInput over saved inputs, so that the corpus is a regression test in
+// Runs LLVMFuzzerTestOneInput over saved inputs, so that a corpus is a regression test in
 // every build, gcc included (fmt's fuzzing/main.cc). Arguments: files or directories (whose
 // regular files are read, recursively). Fails if no input ran.
 #include <cstddef>
@@ -13,10 +13,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
 namespace {
 
+// The replay program's name for its messages, set by the build (acme_decode_replay, ...).
+#ifndef ACME_REPLAY_NAME
+#define ACME_REPLAY_NAME "acme_replay"
+#endif
+constexpr const char* kName = ACME_REPLAY_NAME;
+
 bool run_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    std::fprintf(stderr, "acme_decode_replay: cannot read %s\n", path.c_str());
+    std::fprintf(stderr, "%s: cannot read %s\n", kName, path.c_str());
     return false;
   }
   const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
@@ -49,10 +55,10 @@ int main(int argc, char** argv) {
       failed = true;
     }
     if (error) {
-      std::fprintf(stderr, "acme_decode_replay: %s: %s\n", path.c_str(), error.message().c_str());
+      std::fprintf(stderr, "%s: %s: %s\n", kName, path.c_str(), error.message().c_str());
       failed = true;
     }
   }
-  std::printf("acme_decode_replay: ran %zu inputs\n", ran);
+  std::printf("%s: ran %zu inputs\n", kName, ran);
   return ran > 0 && !failed ? 0 : 1;
 }
