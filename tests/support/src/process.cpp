@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -111,10 +112,15 @@ Process::Process(std::vector<std::string> argv, ProcessOptions options) : impl_(
   make_pipe(out);
   make_pipe(err);
   const char* cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {  // only async-signal-safe calls until exec
     ::setpgid(0, 0);
+    // A test binary that dies (a watchdog's abort, ctest's timeout) takes its children along;
+    // the signal follows the thread that forked, so fork from a thread that outlives the child.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
     ::dup2(in[0], STDIN_FILENO);
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(err[1], STDERR_FILENO);
@@ -227,9 +233,9 @@ Run run(std::vector<std::string> argv, ProcessOptions options, std::chrono::mill
   return result;
 }
 
-BrokerProcess::BrokerProcess(std::vector<std::string> args)
+BrokerProcess::BrokerProcess(std::vector<std::string> args, const std::string& bind)
     : process_([&] {
-        std::vector<std::string> argv{program("acme-broker"), "--bind", "tcp://127.0.0.1:0"};
+        std::vector<std::string> argv{program("acme-broker"), "--bind", bind};
         argv.insert(argv.end(), args.begin(), args.end());
         return argv;
       }()) {

@@ -72,11 +72,12 @@ struct Run {
 Run run(std::vector<std::string> argv, ProcessOptions options = {},
         std::chrono::milliseconds timeout = 60s);
 
-/// A broker started as `acme-broker --bind tcp://127.0.0.1:0 ARGS...`; endpoint() is the
-/// address it printed. Throws std::runtime_error (with its stderr) if it does not start in time.
+/// A broker started as `acme-broker --bind BIND ARGS...`; endpoint() is the address it printed
+/// (port 0 resolved). Throws std::runtime_error (with its stderr) if it does not start in time.
 class BrokerProcess {
  public:
-  explicit BrokerProcess(std::vector<std::string> args = {});
+  explicit BrokerProcess(std::vector<std::string> args = {},
+                         const std::string& bind = "tcp://127.0.0.1:0");
   [[nodiscard]] const std::string& endpoint() const noexcept { return endpoint_; }
   Process& process() noexcept { return process_; }
 
