@@ -4,6 +4,7 @@
 // are the embedded default's local workers).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -35,13 +36,15 @@ inline void nap(std::int64_t ms, const TaskContext& context) {
   }
 }
 
-/// Leaves a file `<$ACME_FAULT_MARKS>/<pid>.<index>` when a task starts, so that a test knows
-/// which tasks run where without asking the broker.
+/// Leaves a file `<$ACME_FAULT_MARKS>/<pid>.<index>.<n>` when a task starts (n counts the
+/// starts in this process, so that a later map's task of the same index does not overwrite
+/// it), so that a test knows how many tasks started without asking the broker.
 inline void mark_start(const TaskContext& context) {
+  static std::atomic<std::uint64_t> starts{0};
   const char* dir = std::getenv("ACME_FAULT_MARKS");  // NOLINT(concurrency-mt-unsafe)
   if (dir == nullptr || *dir == '\0') return;
   std::ofstream(std::string(dir) + "/" + std::to_string(::getpid()) + "." +
-                std::to_string(context.index()));
+                std::to_string(context.index()) + "." + std::to_string(++starts));
 }
 
 inline void add_fault_functions(FunctionRegistry& registry) {

@@ -109,7 +109,7 @@ TEST(PeerFaults, CancelledMapFreesTheWorkersAtOnce) {
   const auto took = Clock::now() - cancelled;
   EXPECT_TRUE(each_index_once(arrivals, 20));
   EXPECT_EQ(cluster.marks(), 2U + 20U) << "a cancelled task started after the cancel";
-  EXPECT_LT(took, 1s);
+  EXPECT_LT(took, 2s);  // 26 ms measured; the bound leaves room for a loaded machine
   figure("cancel of a map of 50 one-minute tasks -> next map of 20 done",
          fmt::format("{:.0f} ms", ms(took)));
 }

@@ -25,8 +25,10 @@ TEST(Soak, KillAndReplaceRandomWorkersDuringAMapLosesNothing) {
   const auto tasks = from_env("ACME_SOAK_TASKS", 100'000);
   const Watchdog watchdog(std::chrono::seconds(seconds + 30), "Soak");
   // max-retries 50: a task is blamed only when it ran on a killed worker, and it must not be
-  // unlucky enough to be poisoned by chance in a long run.
-  Cluster cluster(4, fast_broker({"--max-retries", "50"}));
+  // unlucky enough to be poisoned by chance in a long run. Liveness 5 x 200 ms: the soak keeps
+  // two cores at 100 % with seven processes and a fork every few hundred ms, and the client
+  // (which shares the broker's liveness) must not be declared dead by a scheduling stall.
+  Cluster cluster(4, {"--heartbeat-ms", "200", "--liveness", "5", "--max-retries", "50"});
   ASSERT_TRUE(cluster.all_joined()) << cluster.broker().err();
   Client client(cluster.client_options());
   auto stream = client.submit(tags(tasks, 0));

@@ -259,6 +259,9 @@ TEST(WorkerFaults, TimedOutTaskFailsAndItsWorkerIsRecycledSoTheMapGoesOn) {
   }
   EXPECT_LT(took, 10s);
   EXPECT_GE(cluster.count_in_log(") joined"), 2U) << "the worker did not register anew";
+  // It said BYE before it re-executed: the broker never had to declare it dead.
+  EXPECT_EQ(cluster.count_in_log(") lost"), 0U) << cluster.broker().err();
+  EXPECT_EQ(cluster.count_in_log("recycling: task 3 of job"), 1U) << cluster.broker().err();
   figure("hung task with a 500 ms timeout: map of 20 on 1 worker",
          fmt::format("{:.0f} ms (the worker process re-executed itself)", ms(took)));
 }

@@ -63,6 +63,10 @@ class Peer {
   }
 
   void send(std::span<const proto::Frame> frames) {
+    // A client BYE ends its jobs without DONE (§6.1.4): their ids may be used again.
+    if (auto sent = proto::decode_client(frames)) {
+      if (std::holds_alternative<proto::Bye>(sent->command)) delivered_.clear();
+    }
     for (std::size_t i = 0; i < frames.size(); ++i) {
       const auto more = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
       (void)socket_->send(zmq::const_buffer(frames[i].data(), frames[i].size()),
@@ -78,6 +82,8 @@ class Peer {
         if (auto* tasks = std::get_if<proto::Tasks>(&for_worker->command)) {
           for (const auto& task : tasks->tasks) todo_.emplace_back(tasks->job, task.index);
         }
+        // A broker BYE (as a client: "I forgot you") ends this peer's jobs too.
+        if (std::holds_alternative<proto::Bye>(for_worker->command)) delivered_.clear();
         continue;
       }
       auto for_client = proto::decode_for_client(frames);

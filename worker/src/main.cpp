@@ -20,8 +20,10 @@ constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsage = 2;
 
 std::atomic<acme::Worker*> running_worker{nullptr};
+std::atomic<bool> stop_signalled{false};  // a SIGTERM between run() and a re-exec still stops
 
 extern "C" void on_stop_signal(int /*signal*/) {
+  stop_signalled = true;
   if (auto* worker = running_worker.load()) worker->stop();  // async-signal-safe
 }
 
@@ -109,7 +111,9 @@ int run(int argc, char** argv) {
   const int status = worker.run();
   running_worker = nullptr;
   // A stuck task holds its cores until the process ends: replace it, the Worker not destroyed.
-  if (status == acme::Worker::kRecycle) acme::reexec_self();
+  if (status == acme::Worker::kRecycle && !stop_signalled) acme::reexec_self();
+  if (status == acme::Worker::kRecycle)
+    std::_Exit(0);  // stopped: the stuck thread must not hold the exit
   return status;
 }
 

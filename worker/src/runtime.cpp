@@ -196,7 +196,8 @@ Clock::time_point Worker::Impl::next_wakeup(Clock::time_point now) const {
   }
   for (const auto& task : running) {
     if (!task->abandoned && task->timeout > 0ms) earliest(task->deadline);
-    if (task->abandoned && options.recycle_after > 0ms) {
+    // (While recycling, the end of the other tasks wakes the thread: no deadline to spin on.)
+    if (task->abandoned && options.recycle_after > 0ms && !recycling) {
       earliest(task->abandoned_at + options.recycle_after);
     }
   }
@@ -447,7 +448,13 @@ std::optional<int> Worker::Impl::check_stuck(Clock::time_point now) {
   const auto stuck = std::find_if(running.begin(), running.end(), [&](const auto& task) {
     return task->abandoned && now - task->abandoned_at >= options.recycle_after;
   });
-  if (stuck == running.end()) return std::nullopt;
+  if (stuck == running.end()) {
+    if (recycling) {  // it returned after all, while the others ran: its cores are back
+      recycling = false;
+      log->info("the stuck task returned after all; starting tasks again");
+    }
+    return std::nullopt;
+  }
   const auto busy = std::count_if(running.begin(), running.end(),
                                   [](const auto& task) { return !task->abandoned; });
   if (!recycling) {
@@ -471,7 +478,10 @@ std::optional<int> Worker::Impl::check_stuck(Clock::time_point now) {
          {}, now);
   }
   queued.clear();
-  close_socket(500ms);  // long enough for the results and the BYE to leave
+  // The process is replaced next, without destructors: closing the context is what waits (up
+  // to the linger) until the results and the BYE have left.
+  close_socket(500ms);
+  context.close();
   state = State::Disconnected;
   return Worker::kRecycle;
 }

@@ -60,8 +60,11 @@ void serve_if_worker() {
 
 void reexec_self() {
   // The arguments as the kernel keeps them: NUL-terminated strings, one after the other.
-  std::ifstream file("/proc/self/cmdline", std::ios::binary);
-  const std::string all{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+  std::string all;
+  {
+    std::ifstream file("/proc/self/cmdline", std::ios::binary);  // closed before exec
+    all.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+  }
   std::vector<std::string> args;
   for (std::size_t at = 0; at < all.size();) {
     const auto end = all.find('\0', at);

@@ -47,6 +47,44 @@ TEST(SchedulerDispatch, FreeCoresOfAllWorkersAreFilledBeforeAnyPrefetch) {
   (void)job;
 }
 
+TEST(SchedulerDispatch, AWorkerWithOnlyPrefetchRoomIsWokenAfterOneWithAFreeCore) {
+  SchedulerHarness h;
+  const auto c = h.add_worker({.slots = 1, .prefetch = 1});
+  const auto d = h.add_worker({.slots = 1, .prefetch = 1});
+  const auto first = h.submit("square", 1);
+  const auto on_c = h.take_sent(c).size();
+  const auto on_d = h.take_sent(d).size();
+  ASSERT_EQ(on_c + on_d, 1U);
+  const auto busy = on_c == 1 ? c : d;  // one of them runs it
+  const auto other = busy == c ? d : c;
+  h.expect_no_more_decisions();
+  // A second one-task job: the worker with a free core runs it, not the busy one's prefetch.
+  h.submit("square", 1);
+  EXPECT_THAT(h.take_sent(other), SizeIs(1));
+  EXPECT_THAT(h.take_sent(busy), IsEmpty());
+  h.expect_no_more_decisions();
+  (void)first;
+}
+
+TEST(SchedulerDispatch, QueuesOfOtherFunctionsDoNotSkipTheFreeCoresFirst) {
+  SchedulerHarness h;
+  h.submit("cube", 1000);  // no worker offers cube
+  const auto a = h.add_worker({.slots = 1, .prefetch = 1});
+  const auto b = h.add_worker({.slots = 1, .prefetch = 1});
+  h.submit("square", 2);
+  EXPECT_THAT(h.take_sent(a), SizeIs(1));
+  EXPECT_THAT(h.take_sent(b), SizeIs(1));
+  h.expect_no_more_decisions();
+}
+
+TEST(SchedulerDispatch, HugeCoresAndSlotsFromPeersDoNotOverflowTheCredit) {
+  SchedulerHarness h;
+  const auto worker = h.add_worker({.slots = UINT32_MAX - 1, .prefetch = 1});
+  h.submit("square", 3, {.cores = UINT32_MAX - 1});
+  EXPECT_THAT(h.take_sent(worker), SizeIs(1));  // one task fills every core and the credit
+  h.expect_no_more_decisions();
+}
+
 TEST(SchedulerDispatch, EachResultReturnsOneCredit) {
   SchedulerHarness h;
   const auto worker = h.add_worker({.slots = 2});

@@ -531,7 +531,7 @@ std::vector<Decision> Scheduler::take_decisions() {
 void Scheduler::go_idle(WorkerId id, Worker& worker) {
   ++worker.idle_generation;
   for (const auto f : worker.functions) {
-    auto& idle = functions_[f].idle;
+    auto& idle = worker.used < worker.slots ? functions_[f].idle : functions_[f].idle_prefetch;
     // Compact now and then, so that lists of functions nobody submits stay bounded.
     if (idle.size() >= 2 * live_workers_ + 16) {
       std::erase_if(idle, [&](const IdleEntry& entry) {
@@ -562,41 +562,53 @@ void Scheduler::dispatch() {
 }
 
 void Scheduler::wake_idle_workers() {
-  // New work wakes idle workers of its function: just enough of them to take it all, counting
-  // a worker's free cores (or, with none free, its prefetch room).
+  // New work wakes idle workers of its function: just enough of them to take it all, those
+  // with free cores first.
   for (const auto job_id : dirty_jobs_) {
     auto* job = find(job_id);
     if (job == nullptr) continue;
     job->dirty = false;
-    auto& idle = functions_[job->function].idle;
+    auto& function = functions_[job->function];
     std::uint64_t wanted = job->queued() * job->cores;
-    while (wanted > 0 && !idle.empty()) {
-      const auto entry = idle.back();
-      idle.pop_back();
-      auto& worker = workers_[index_of(entry.worker)];
-      if (!worker.alive || worker.idle_generation != entry.generation) continue;
-      ++worker.idle_generation;  // its entries in other functions' lists are stale now
-      const auto free =
-          worker.used < worker.slots ? worker.slots - worker.used : worker.capacity - worker.used;
-      wanted -= std::min<std::uint64_t>(wanted, free);
-      mark_dirty(entry.worker, worker);
+    for (auto* idle : {&function.idle, &function.idle_prefetch}) {
+      const bool cores_only = idle == &function.idle;  // count free cores, not prefetch room
+      while (wanted > 0 && !idle->empty()) {
+        const auto entry = idle->back();
+        idle->pop_back();
+        auto& worker = workers_[index_of(entry.worker)];
+        if (!worker.alive || worker.idle_generation != entry.generation) continue;
+        ++worker.idle_generation;  // its entries in other functions' lists are stale now
+        const auto until = cores_only ? worker.slots : worker.capacity;
+        wanted -= std::min<std::uint64_t>(wanted, worker.used < until ? until - worker.used : 0);
+        mark_dirty(entry.worker, worker);
+      }
     }
   }
   dirty_jobs_.clear();
 }
 
-bool Scheduler::queue_covers_dirty_credit() const {
-  // When the queued tasks fill every dirty worker's whole credit, filling free cores first
-  // changes nothing, and one pass sends fewer, larger TASKS. An estimate: it counts the queues
-  // of every open job, and stops counting once the credit is covered.
+bool Scheduler::queue_covers_dirty_credit() {
+  // When the tasks the dirty workers could run fill all their credit, filling free cores first
+  // changes nothing, and one pass sends fewer, larger TASKS. Counts the pending jobs of the
+  // functions they offer, and stops once the credit is covered.
   std::uint64_t credit = 0;
+  seen_functions_.clear();
   for (const auto id : dirty_workers_) {
     const auto& worker = workers_[index_of(id)];
-    if (worker.alive) credit += worker.capacity - worker.used;
+    if (!worker.alive) continue;
+    credit += worker.capacity - worker.used;
+    seen_functions_.insert(seen_functions_.end(), worker.functions.begin(), worker.functions.end());
   }
+  std::sort(seen_functions_.begin(), seen_functions_.end());
+  seen_functions_.erase(std::unique(seen_functions_.begin(), seen_functions_.end()),
+                        seen_functions_.end());
   std::uint64_t queued = 0;
-  for (auto it = jobs_.begin(); it != jobs_.end() && queued < credit; ++it) {
-    queued += it->second.queued() * it->second.cores;
+  for (const auto f : seen_functions_) {
+    for (const auto job_id : functions_[f].pending) {
+      const auto& job = jobs_.at(job_id);
+      queued += job.queued() * job.cores;
+      if (queued >= credit) return true;
+    }
   }
   return queued >= credit;
 }
@@ -609,7 +621,7 @@ void Scheduler::fill(WorkerId id, Worker& worker, std::uint32_t bound) {
   for (const auto f : worker.functions) {
     for (const auto job_id : functions_[f].pending) {
       auto& job = jobs_.at(job_id);
-      if (job.cores <= worker.slots && job.cores <= bound - worker.used) {
+      if (job.cores <= worker.slots && job.cores <= bound - worker.used) {  // used < bound here
         candidates_.emplace_back(job_id, &job);
       }
     }
@@ -631,7 +643,8 @@ void Scheduler::fill(WorkerId id, Worker& worker, std::uint32_t bound) {
         std::max<std::uint32_t>(job->cores, free / static_cast<std::uint32_t>(candidates_.size()));
     const auto sent =
         assign(id, worker, job_id, *job, std::min(config_.max_batch, share / job->cores), bound);
-    if (sent == 0 || job->queued() == 0 || worker.used + job->cores > bound) {
+    if (sent == 0 || job->queued() == 0 || worker.used >= bound ||
+        job->cores > bound - worker.used) {
       *best = candidates_.back();
       candidates_.pop_back();
     }
@@ -646,7 +659,9 @@ std::uint32_t Scheduler::assign(WorkerId wid, Worker& worker, JobId jid, Job& jo
   auto* send = decisions_.empty() ? nullptr : std::get_if<SendTasks>(&decisions_.back());
   auto& client = clients_[index_of(job.client)];
   std::uint32_t sent = 0;
-  while (sent < limit && worker.used + job.cores <= bound && job.queued() > 0) {
+  // (bound - used, not used + cores: cores and slots come from peers and could overflow.)
+  while (sent < limit && worker.used < bound && job.cores <= bound - worker.used &&
+         job.queued() > 0) {
     InFlight task{.job = jid};
     // §10: a suspect (a task that was running when a worker died) never shares a worker with
     // another suspect, so that an innocent task that once ran beside a poison task is not

@@ -185,8 +185,12 @@ class Scheduler {
   };
   struct Function {
     std::string name{};
-    std::vector<JobId> pending{};   // open jobs with queued tasks
-    std::vector<IdleEntry> idle{};  // workers that had free credit and nothing to do (lazy)
+    std::vector<JobId> pending{};  // open jobs with queued tasks
+    // Workers that had credit left and nothing to do (lazy: stale entries are skipped): with
+    // free cores, and with only prefetch room (all their slots busy). New work wakes the first
+    // kind first (§8: free cores before prefetch).
+    std::vector<IdleEntry> idle{};
+    std::vector<IdleEntry> idle_prefetch{};
     std::uint32_t live_workers = 0;
     std::uint32_t max_slots = 0;  // the largest slots among live workers offering it
   };
@@ -218,7 +222,7 @@ class Scheduler {
   void remove_client(ClientId id);
   void dispatch();
   void wake_idle_workers();
-  [[nodiscard]] bool queue_covers_dirty_credit() const;
+  [[nodiscard]] bool queue_covers_dirty_credit();
   void fill(WorkerId id, Worker& worker, std::uint32_t bound);
   std::uint32_t assign(WorkerId wid, Worker& worker, JobId jid, Job& job, std::uint32_t limit,
                        std::uint32_t bound);
@@ -251,6 +255,7 @@ class Scheduler {
   // Scratch space of fill(), kept to avoid allocations. Job pointers are stable: unordered_map
   // nodes do not move, and fill() closes no job.
   std::vector<std::pair<JobId, Job*>> candidates_{};
+  std::vector<FunctionId> seen_functions_{};  // scratch of queue_covers_dirty_credit()
 };
 
 }  // namespace acme::scheduler
