@@ -547,7 +547,8 @@ void Scheduler::dispatch() {
   wake_idle_workers();
   // §8: free cores before prefetch. Every worker that can start a task now gets one before any
   // worker queues one ahead: two tasks on two idle workers run at once, not one after the other.
-  if (!queue_covers_dirty_credit()) {
+  // (One dirty worker: the order of its own slots and prefetch changes nothing.)
+  if (dirty_workers_.size() > 1 && !queue_covers_dirty_credit()) {
     for (const auto id : dirty_workers_) {
       auto& worker = workers_[index_of(id)];
       if (worker.alive) fill(id, worker, worker.slots);
