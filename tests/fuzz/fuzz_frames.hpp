@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -66,6 +69,12 @@ inline std::vector<std::string> frames_of(const protocol::Encoded& encoded,
                                   encoded.header};
   for (auto& payload : payloads) frames.push_back(std::move(payload));
   return frames;
+}
+
+/// A whole file (a seed), for the corpus generators' --check; empty if it cannot be read.
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 inline std::string_view as_text(protocol::Frame frame) {

@@ -136,11 +136,6 @@ std::vector<std::pair<std::string, std::string>> seeds() {
   };
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -155,7 +150,7 @@ int main(int argc, char** argv) {
     if (!checking) std::filesystem::create_directories(dir);
     for (const auto& [name, input] : seeds()) {
       if (checking) {
-        if (read_file(dir / name) != input) {
+        if (acme::fuzz::read_file(dir / name) != input) {
           std::fprintf(stderr, "%s is stale or missing: run acme_broker_corpus_gen %s\n",
                        name.c_str(), dir.c_str());
           ++problems;

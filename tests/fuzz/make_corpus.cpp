@@ -125,18 +125,13 @@ bool decodes(const std::string& input) {
          decode_for_client(frames).has_value() || decode_for_worker(frames).has_value();
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 /// --check: the seeds in `dir` are what this program writes, the valid ones decode and the
 /// "bad-" ones do not.
 int check(const std::filesystem::path& dir) {
   int problems = 0;
   for (const auto& [name, frames] : seeds()) {
     const auto input = acme::fuzz::join_frames(frames);
-    if (read_file(dir / name) != input) {
+    if (acme::fuzz::read_file(dir / name) != input) {
       std::fprintf(stderr, "%s is stale or missing: run acme_fuzz_corpus_gen %s\n", name.c_str(),
                    dir.c_str());
       ++problems;
