@@ -9,7 +9,7 @@ install(TARGETS acme_core acme_net acme_broker acme_worker acme_plugin acme_clie
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(TARGETS acme-broker acme-worker acme-map RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS acme-broker acme-worker acme-map acme-launch RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # The build-tree export below keeps $<BUILD_INTERFACE:acme_warnings> link items, so CMake wants
 # acme_warnings in the export set too. It reaches consumers only as $<LINK_ONLY:...> of a target

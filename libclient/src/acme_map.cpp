@@ -172,7 +172,7 @@ int run(int argc, char** argv) {
     options.embedded = true;
     options.local_workers = local;
   }
-  if (options.embedded || (broker.empty() && std::getenv("ACME_BROKER") == nullptr)) {
+  if (options.embedded || (broker.empty() && acme::configured_broker().endpoint.empty())) {
     // The local workers are copies of acme-map: they offer the builtins and nothing else, so
     // an unknown name fails now instead of after the broker's no-worker timeout.
     acme::FunctionRegistry offered;

@@ -1,4 +1,7 @@
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <utility>
 
@@ -6,6 +9,7 @@
 
 #include <acme/client.hpp>
 #include <acme/log.hpp>
+#include <acme/net/wire.hpp>
 #include <acme/worker.hpp>
 
 #include "connection.hpp"
@@ -40,6 +44,34 @@ std::string env(const char* name) {
 }
 
 }  // namespace
+
+// ---- configured_broker ----
+
+ConfiguredBroker configured_broker() {
+  if (auto broker = env("ACME_BROKER"); !broker.empty()) return {broker, "$ACME_BROKER"};
+  auto home = env("ACME_HOME");
+  if (home.empty()) {
+    const auto user_home = env("HOME");
+    if (user_home.empty()) return {};
+    home = user_home + "/.acme";
+  }
+  const auto path = home + "/broker";
+  std::ifstream file(path);
+  std::string endpoint;
+  if (!std::getline(file, endpoint) || endpoint.empty()) return {};
+  std::string host;
+  long pid = 0;
+  for (std::string line; std::getline(file, line);) {
+    if (line.starts_with("host=")) host = line.substr(5);
+    if (line.starts_with("pid=")) pid = std::strtol(line.c_str() + 4, nullptr, 10);
+  }
+  // Written here for a broker of ours that has ended: a stale launch, not a broker to wait for.
+  if (pid > 0 && host == net::hostname() && ::kill(static_cast<pid_t>(pid), 0) != 0 &&
+      errno == ESRCH) {
+    return {};
+  }
+  return {endpoint, path};
+}
 
 // ---- TaskResult ----
 
@@ -129,8 +161,15 @@ Client::Client(ClientOptions options) {
   if (options.embedded) {
     broker.clear();
   } else if (broker.empty()) {
-    broker = env("ACME_BROKER");
-    if (!broker.empty()) hint = " (from $ACME_BROKER; unset it to run on local workers)";
+    const auto configured = configured_broker();
+    broker = configured.endpoint;
+    if (configured.source == "$ACME_BROKER") {
+      hint = " (from $ACME_BROKER; unset it to run on local workers)";
+    } else if (!broker.empty()) {
+      hint = fmt::format(" (from {}, written by acme-launch; acme-launch stop, or remove the "
+                         "file, to run on local workers)",
+                         configured.source);
+    }
   }
   if (broker.empty()) {
     const auto workers = options.local_workers > 0 ? options.local_workers : detect_slots().slots;

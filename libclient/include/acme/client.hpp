@@ -34,8 +34,9 @@ class EmbeddedCluster;
 }  // namespace detail
 
 struct ClientOptions {
-  /// Broker endpoint, e.g. tcp://node1:5555. Empty: $ACME_BROKER, else the embedded default
-  /// (a broker thread on tcp://127.0.0.1:0 and local workers that are copies of this program).
+  /// Broker endpoint, e.g. tcp://node1:5555. Empty: configured_broker() ($ACME_BROKER, else
+  /// the broker acme-launch recorded), else the embedded default (a broker thread on
+  /// tcp://127.0.0.1:0 and local workers that are copies of this program).
   std::string broker{};
   /// Always run the embedded default, even when $ACME_BROKER is set (acme-map --local).
   bool embedded = false;
@@ -192,6 +193,17 @@ class ResultStream {
   std::shared_ptr<detail::JobState> job_{};
   std::uint64_t read_ = 0;
 };
+
+/// Where a client finds its broker when none is given.
+struct ConfiguredBroker {
+  std::string endpoint;  // empty: none configured (the embedded default runs)
+  std::string source;    // "$ACME_BROKER" or the file's path
+};
+
+/// $ACME_BROKER, else the broker `acme-launch` recorded in $ACME_HOME/broker (ACME_HOME
+/// defaults to ~/.acme), unless that file was written on this host and the broker process it
+/// names has ended (a stale launch); else none.
+[[nodiscard]] ConfiguredBroker configured_broker();
 
 class Client {
  public:
