@@ -8,8 +8,9 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   # libraries
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libhwloc-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
-  # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  # tests and benchmarks (python3: the PBS stand-in of the launcher tests; the SLURM and SGE
+  # packages are installed by scripts/ci/slurm-up.sh and sge-up.sh)
+  libgtest-dev libgmock-dev libbenchmark-dev python3
   # CI gates: formatting, tidy, the clang build with libFuzzer and sanitizer runtimes
   clang-14 clang-format-14 clang-tidy-14 libclang-rt-14-dev
 )
