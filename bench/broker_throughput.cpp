@@ -8,7 +8,7 @@
 //       fast as the window allows; prints tasks/s
 //
 // Run the broker (acme-broker), two workers and a client as separate processes, like
-// /work/shared/bench/limit (the raw ZeroMQ limit).
+// the raw ZeroMQ limit program (zlimit) it is compared with.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
