@@ -8,6 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   # libraries
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libhwloc-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
+  # examples/mpi (built only when MPI is found)
+  libopenmpi-dev openmpi-bin
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # CI gates: formatting, tidy, the clang build with libFuzzer and sanitizer runtimes
