@@ -11,6 +11,7 @@ acme_map=${1:-acme-map}
 sim=${2:-acme_mpi_sim}
 mpiexec=${3:-mpiexec}
 seeds=${4:-4}
+sim=$(realpath "$(command -v "$sim")") # the tasks run in the output folder
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 expected_bytes=$((8 << 19)) # 2^19 doubles
@@ -20,7 +21,7 @@ expected_bytes=$((8 << 19)) # 2^19 doubles
 # often fails, hence the vader setting. OMP_NUM_THREADS, ACME_TASK_CORES (and ACME_TASK_CPUS
 # when pinned) come from the worker.
 for seed in $(seq 1 "$seeds"); do
-  printf '{"cmd": "%s --allow-run-as-root --oversubscribe --bind-to none -np $ACME_TASK_CORES %s %d %s; echo cpus=${ACME_TASK_CPUS:-unpinned}", "env": {"OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_btl": "self,vader"}, "cwd": "%s"}\n' \
+  printf '{"cmd": "%s --allow-run-as-root --oversubscribe --bind-to none -np $ACME_TASK_CORES %s %d %s && echo cpus=${ACME_TASK_CPUS:-unpinned}", "env": {"OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_btl": "self,vader"}, "cwd": "%s"}\n' \
     "$mpiexec" "$sim" "$seed" "$out" "$out"
 done >"$out/tasks.jsonl"
 
