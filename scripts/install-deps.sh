@@ -8,6 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   # libraries
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libhwloc-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
+  # examples/mpi (built only when MPI is found)
+  libopenmpi-dev openmpi-bin
   # tests and benchmarks (python3: the PBS stand-in of the launcher tests; the SLURM and SGE
   # packages are installed by scripts/ci/slurm-up.sh and sge-up.sh)
   libgtest-dev libgmock-dev libbenchmark-dev python3

@@ -82,8 +82,8 @@ std::string json_line(const acme::TaskResult& result) {
 /// argv up to and including FUNCTION (the first argument that is neither an option nor an
 /// option's value; "--" ends the options), and the index of the first ARG.
 std::pair<std::vector<char*>, int> split_command_line(int argc, char** argv) {
-  static const std::vector<std::string> kWithValue = {"--broker", "--local", "--timeout",
-                                                      "--retries", "--log-level"};
+  static const std::vector<std::string> kWithValue = {"--broker",  "--local",   "--cores",
+                                                      "--timeout", "--retries", "--log-level"};
   std::vector<char*> head{argv[0]};  // NOLINT: argv
   int i = 1;
   while (i < argc) {
@@ -111,6 +111,7 @@ int run(int argc, char** argv) {
       "acme-map"};
   std::string broker;
   std::uint32_t local = 0;
+  std::uint32_t cores = 1;
   bool json = false;
   double timeout = 0;
   std::uint32_t retries = 0;
@@ -126,6 +127,13 @@ int run(int argc, char** argv) {
                                       "this process may use)")
                            ->check(CLI::Range(1U, 4096U))
                            ->excludes(broker_option);
+  app.add_option("--cores", cores,
+                 "Cores each task uses (default 1). A worker with S slots runs at most S/N such "
+                 "tasks at once, each pinned to its own cores when the worker pins; local "
+                 "workers get N slots each, and without --local there are (cores this process "
+                 "may use)/N of them. exec tells the command in ACME_TASK_CORES and "
+                 "OMP_NUM_THREADS.")
+      ->check(CLI::Range(1U, 65536U));
   app.add_flag("--json", json,
                "Print one JSON object per line: {\"index\":i,\"ok\":true,\"value\":...} or "
                "{\"index\":i,\"ok\":false,\"error\":\"...\",\"kind\":\"...\"}");
@@ -172,6 +180,7 @@ int run(int argc, char** argv) {
     options.embedded = true;
     options.local_workers = local;
   }
+  options.local_worker_slots = cores;
   if (options.embedded || (broker.empty() && acme::configured_broker().endpoint.empty())) {
     // The local workers are copies of acme-map: they offer the builtins and nothing else, so
     // an unknown name fails now instead of after the broker's no-worker timeout.
@@ -194,6 +203,7 @@ int run(int argc, char** argv) {
     frame.write(frames[index].data(), frames[index].size());
   };
   spec.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000.0));
+  spec.cores = cores;
   if (retries_option->count() > 0) {
     spec.max_retries = retries + 1;
     spec.retry_on_error = true;

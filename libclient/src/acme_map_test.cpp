@@ -7,6 +7,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <acme/broker/broker.hpp>
+
 #include "test_support.hpp"
 #include <nlohmann/json.hpp>
 
@@ -90,6 +92,29 @@ TEST(AcmeMap, UnreachableBrokerIsARuntimeError) {
   const auto run = acme_map({"--broker", "tcp://127.0.0.1:9", "echo", "1"});
   EXPECT_EQ(run.status, 1);
   EXPECT_THAT(run.err, AllOf(HasSubstr("acme-map: error:"), HasSubstr("tcp://127.0.0.1:9")));
+}
+
+TEST(AcmeMap, CoresPerTaskReachExecsChildAndSizeTheLocalWorkers) {
+  // One local worker of 2 slots runs the 2-core tasks, one at a time.
+  const auto run = acme_map({"--local", "1", "--cores", "2", "exec",
+                             "echo $ACME_TASK_CORES $OMP_NUM_THREADS", "echo $ACME_TASK_CORES"});
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr(R"("stdout":"2 2\n")"));
+  EXPECT_THAT(run.out, HasSubstr(R"("stdout":"2\n")"));
+  EXPECT_EQ(acme_map({"--cores", "0", "echo", "1"}).status, 2);
+}
+
+TEST(AcmeMap, TasksNeedingMoreCoresThanAnyWorkerHasFailClearly) {
+  broker::BrokerOptions options;
+  options.endpoint = "tcp://127.0.0.1:0";
+  options.scheduler.no_worker_timeout = 500ms;
+  broker::BrokerThread broker(options);
+  const test::Process worker({ACME_MAP_PATH},
+                             {{"ACME_WORKER_OF", broker.endpoint()}, {"ACME_WORKER_SLOTS", "1"}});
+  const auto run = acme_map({"--broker", broker.endpoint(), "--cores", "2", "echo", "1"});
+  EXPECT_EQ(run.status, 1);
+  EXPECT_THAT(run.err, AllOf(HasSubstr("acme-map: error:"),
+                             HasSubstr("no live worker offers function 'echo' with 2 cores")));
 }
 
 }  // namespace

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -172,9 +173,13 @@ Client::Client(ClientOptions options) {
     }
   }
   if (broker.empty()) {
-    const auto workers = options.local_workers > 0 ? options.local_workers : detect_slots().slots;
+    const auto worker_slots = std::max<std::uint32_t>(options.local_worker_slots, 1);
+    const auto workers = options.local_workers > 0
+                             ? options.local_workers
+                             : std::max<std::uint32_t>(detect_slots().slots / worker_slots, 1);
     cluster_ = std::make_unique<detail::EmbeddedCluster>(
         detail::ClusterOptions{.workers = workers,
+                               .worker_slots = worker_slots,
                                .no_worker_timeout = options.no_worker_timeout,
                                .heartbeat_interval = options.heartbeat_interval});
     endpoint_ = cluster_->endpoint();

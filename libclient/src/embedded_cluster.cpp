@@ -82,7 +82,9 @@ EmbeddedCluster::EmbeddedCluster(ClusterOptions options) : options_(options) {
     env_.emplace_back(entry);
   }
   env_.push_back(worker_var + endpoint_);
-  env_.emplace_back("ACME_WORKER_SLOTS=1");  // one task per local worker process
+  // One task per local worker process (of worker_slots cores).
+  env_.push_back("ACME_WORKER_SLOTS=" +
+                 std::to_string(std::max<std::uint32_t>(options_.worker_slots, 1)));
   parent_ = ::getpid();
 
   slots_.resize(options_.workers);

@@ -20,6 +20,7 @@ namespace acme::detail {
 
 struct ClusterOptions {
   std::uint32_t workers = 1;
+  std::uint32_t worker_slots = 1;  // ACME_WORKER_SLOTS of each worker
   std::chrono::milliseconds no_worker_timeout{10000};
   std::chrono::milliseconds heartbeat_interval{1000};
 };

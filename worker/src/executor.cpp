@@ -87,7 +87,7 @@ void execute(Task& task, const Identity& identity) {
                                   "() has bytes after its msgpack value");
     }
     const msgpack::object nil;
-    TaskContext context(task.index, task.attempt, &task.cancelled);
+    TaskContext context(task.index, task.attempt, &task.cancelled, task.cores, task.cpus);
     (*task.run)(args.get(), task.common ? task.common->get() : nil, packer, context);
     if (buffer.size() == 0) packer.pack_nil();  // a raw function that packed nothing
     task.status = protocol::TaskStatus::Ok;
@@ -102,6 +102,23 @@ void execute(Task& task, const Identity& identity) {
   }
 }
 
+namespace {
+
+/// Binds the calling task thread to the task's cpus, before its function runs.
+template <class State>
+void bind(State& state, Task& task) {
+  if (state.binder == nullptr || task.cpus.empty()) return;
+  if (state.binder->bind_this_thread(task.cpus)) return;
+  const int error = errno;
+  if (!state.bind_failed.exchange(true)) {
+    logger("worker")->warn("cannot bind a task thread to cpus {}: {}; running tasks unpinned",
+                           cpu_list(task.cpus), std::generic_category().message(error));
+  }
+  task.cpus.clear();
+}
+
+}  // namespace
+
 struct Executor::State {
   std::mutex mutex;
   std::condition_variable wake;      // a task was submitted, or stopping
@@ -112,13 +129,16 @@ struct Executor::State {
   std::uint32_t alive = 0;
   std::shared_ptr<const Notifier> notifier;
   Identity identity;
+  std::shared_ptr<const CpuBinder> binder;
+  std::atomic<bool> bind_failed{false};  // warned once
 };
 
 Executor::Executor(std::uint32_t threads, std::shared_ptr<const Notifier> notifier,
-                   Identity identity)
+                   Identity identity, std::shared_ptr<const CpuBinder> binder)
     : state_(std::make_shared<State>()) {
   state_->notifier = std::move(notifier);
   state_->identity = std::move(identity);
+  state_->binder = std::move(binder);
   state_->alive = threads;
   threads_.reserve(threads);
   for (std::uint32_t i = 0; i < threads; ++i) {
@@ -131,6 +151,7 @@ Executor::Executor(std::uint32_t threads, std::shared_ptr<const Notifier> notifi
         auto task = std::move(state->todo.front());
         state->todo.pop_front();
         lock.unlock();
+        bind(*state, *task);
         execute(*task, state->identity);
         lock.lock();
         state->done.push_back(std::move(task));

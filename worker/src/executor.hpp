@@ -7,13 +7,17 @@
 #include <thread>
 #include <vector>
 
+#include "pinning.hpp"
 #include "task.hpp"
 
 namespace acme::worker {
 
 class Executor {
  public:
-  Executor(std::uint32_t threads, std::shared_ptr<const Notifier> notifier, Identity identity);
+  /// With a `binder`, a thread binds itself to a task's `cpus` before running it (if the
+  /// system refuses, it warns once and runs the task unpinned, with `cpus` cleared).
+  Executor(std::uint32_t threads, std::shared_ptr<const Notifier> notifier, Identity identity,
+           std::shared_ptr<const CpuBinder> binder = nullptr);
   /// Waits up to kJoinGrace for running tasks (which should have been cancelled) to return,
   /// then leaves the threads of any that do not, so that a stuck function cannot hang the exit.
   ~Executor();

@@ -51,6 +51,15 @@ int run(int argc, char** argv) {
   app.add_option("--slots", options.slots,
                  "tasks run at once (default: the batch system's CPUs, else this process's)")
       ->check(CLI::PositiveNumber);
+  std::string pin = "auto";
+  app.add_option("--pin", pin,
+                 "bind each task's thread to cores of its own: auto (inside a batch job or when "
+                 "this process may not use the whole machine), yes or no")
+      ->capture_default_str()
+      ->check([](const std::string& value) {
+        return acme::parse_pin(value) ? std::string{}
+                                      : "--pin must be auto, yes or no, not '" + value + "'";
+      });
   app.add_option("--prefetch", options.prefetch, "extra tasks held queued")->capture_default_str();
   app.add_option("--plugin", plugins, "shared library with ACME_PLUGIN functions (repeatable)");
   app.add_option("--give-up-after", give_up_seconds,
@@ -76,6 +85,7 @@ int run(int argc, char** argv) {
   }
 
   acme::set_log_level(*acme::parse_log_level(log_level));
+  options.pin = *acme::parse_pin(pin);
   auto log = acme::logger("worker");
 
   auto& registry = acme::functions();

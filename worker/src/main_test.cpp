@@ -30,6 +30,13 @@ TEST(AcmeWorkerProgram, BadOptionExits2) {
   EXPECT_THAT(recycle.err, HasSubstr("--recycle-after-ms"));
 }
 
+TEST(AcmeWorkerProgram, BadPinValueExits2WithAClearMessage) {
+  const auto outcome = acme_worker({"--pin", "sometimes"});
+  EXPECT_EQ(outcome.exit_code, 2);
+  EXPECT_THAT(outcome.err, HasSubstr("--pin must be auto, yes or no, not 'sometimes'"));
+  EXPECT_EQ(acme_worker({"--pin", "no", "--list-functions"}).exit_code, 0);
+}
+
 TEST(AcmeWorkerProgram, ListFunctionsPrintsTheBuiltins) {
   const auto outcome = acme_worker({"--list-functions"});
   EXPECT_EQ(outcome.exit_code, 0);
@@ -63,7 +70,7 @@ TEST(AcmeWorkerProgram, SigtermSendsByeAndExits0) {
   std::atomic<bool> stop{false};
   worker::CommandOutcome outcome;
   std::thread program([&] {
-    outcome = acme_worker({"--connect", broker.endpoint(), "--slots", "2"}, &stop);
+    outcome = acme_worker({"--connect", broker.endpoint(), "--slots", "2", "--pin", "no"}, &stop);
   });
   const auto ready = broker.expect<protocol::Ready>(10s);
   EXPECT_TRUE(ready.has_value());
@@ -78,6 +85,7 @@ TEST(AcmeWorkerProgram, SigtermSendsByeAndExits0) {
   EXPECT_EQ(outcome.signal, 0);
   EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_THAT(outcome.err, HasSubstr("offers 5 functions with 2 slots (--slots) to"));
+  EXPECT_THAT(outcome.err, HasSubstr("not pinning: --pin no"));
 }
 
 }  // namespace

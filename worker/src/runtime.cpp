@@ -61,7 +61,8 @@ struct Worker::Impl {
         slots(options.slots > 0 ? options.slots : detect_slots().slots),
         identity{net::hostname(), static_cast<std::uint32_t>(::getpid())},
         notifier(std::make_shared<worker::Notifier>()),
-        executor(slots, notifier, identity),
+        pinning(worker::setup_pinning(options.pin, slots)),
+        executor(slots, notifier, identity, pinning.binder),
         free_cores(slots),
         log(logger("worker")) {}
 
@@ -76,6 +77,7 @@ struct Worker::Impl {
   worker::Identity identity;
   std::shared_ptr<worker::Notifier> notifier;
   std::atomic<bool> stop_requested{false};
+  worker::Pinning pinning;  // the binder and the pool of cores, empty when not pinning
   worker::Executor executor;
 
   zmq::context_t context{1};
@@ -388,6 +390,7 @@ void Worker::Impl::collect_finished() {
   for (auto& task : executor.take_finished()) {
     std::erase(running, task);
     free_cores += task->cores;
+    pinning.pool.release(task->pool_cores);  // its function has returned: its cores are free
     if (!task->abandoned) add_result(task->job, task->index, task->status, std::move(task->result));
   }
 }
@@ -412,6 +415,13 @@ void Worker::Impl::start_queued(Clock::time_point now) {
     auto task = std::move(queued.front());
     queued.pop_front();
     free_cores -= task->cores;
+    if (pinning.binder) {
+      // The pool has `slots` cores and at most `slots` are taken: this take always succeeds.
+      if (auto taken = pinning.pool.take(task->cores)) {
+        task->cpus = pinning.pool.cpus(*taken);
+        task->pool_cores = std::move(*taken);
+      }
+    }
     if (task->timeout > 0ms) task->deadline = now + task->timeout;
     running.push_back(task);
     executor.submit(std::move(task));

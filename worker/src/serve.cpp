@@ -46,6 +46,13 @@ void serve_if_worker() {
     options.endpoint = endpoint;
     options.slots = count_from_env("ACME_WORKER_SLOTS", 1).value_or(detect_slots().slots);
     options.prefetch = count_from_env("ACME_WORKER_PREFETCH", 0).value_or(options.prefetch);
+    if (const char* pin = std::getenv("ACME_WORKER_PIN"); pin != nullptr) {  // NOLINT: at start
+      if (auto mode = parse_pin(pin)) {
+        options.pin = *mode;
+      } else {
+        logger("worker")->warn("ignoring ACME_WORKER_PIN={}: not auto, yes or no", pin);
+      }
+    }
     // The app that started this copy owns the broker: when it is gone for long, so is the job.
     options.give_up_after = kEmbeddedGiveUp;
     options.agent = std::string(program_invocation_short_name) + " (embedded worker)";

@@ -63,10 +63,11 @@ const Topology& topology() {
 
 DetectedSlots detect_slots() {
   // Batch systems first: they say what this job was given, which may be less than the node.
-  static constexpr std::array<const char*, 4> kBatchVariables = {
+  static constexpr std::array<const char*, 5> kBatchVariables = {
       "SLURM_CPUS_PER_TASK",  // SLURM --cpus-per-task
       "NSLOTS",               // SGE -pe smp N
       "NCPUS",                // PBS Pro select=..:ncpus=N
+      "PBS_NCPUS",            // PBS Pro, as some sites' job environments name it
       "PBS_NP",               // Torque
   };
   for (const char* name : kBatchVariables) {

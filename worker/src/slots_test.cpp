@@ -14,6 +14,7 @@ struct NoBatchSystem {
   ScopedEnv slurm{"SLURM_CPUS_PER_TASK", nullptr};
   ScopedEnv sge{"NSLOTS", nullptr};
   ScopedEnv pbs{"NCPUS", nullptr};
+  ScopedEnv pbs_ncpus{"PBS_NCPUS", nullptr};
   ScopedEnv torque{"PBS_NP", nullptr};
 };
 
@@ -40,7 +41,7 @@ TEST(DetectSlots, SlurmFirst) {
   EXPECT_EQ(detected.source, "SLURM_CPUS_PER_TASK");
 }
 
-TEST(DetectSlots, SgeThenPbsThenTorque) {
+TEST(DetectSlots, SgeThenPbsThenPbsNcpusThenTorque) {
   const NoBatchSystem clean;
   {
     const ScopedEnv sge("NSLOTS", "3");
@@ -50,9 +51,16 @@ TEST(DetectSlots, SgeThenPbsThenTorque) {
   }
   {
     const ScopedEnv pbs("NCPUS", "5");
+    const ScopedEnv pbs_ncpus("PBS_NCPUS", "4");
     const ScopedEnv torque("PBS_NP", "6");
     EXPECT_EQ(detect_slots().slots, 5U);
     EXPECT_EQ(detect_slots().source, "NCPUS");
+  }
+  {
+    const ScopedEnv pbs_ncpus("PBS_NCPUS", "4");
+    const ScopedEnv torque("PBS_NP", "6");
+    EXPECT_EQ(detect_slots().slots, 4U);
+    EXPECT_EQ(detect_slots().source, "PBS_NCPUS");
   }
   const ScopedEnv torque("PBS_NP", "6");
   EXPECT_EQ(detect_slots().slots, 6U);

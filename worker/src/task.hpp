@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <msgpack.hpp>
 #include <zmq.hpp>
@@ -37,6 +38,7 @@ struct Task {
   const RawFunction* run = nullptr;
   zmq::message_t payload{};                                // the task frame, moved from TASKS
   std::shared_ptr<const msgpack::object_handle> common{};  // the job's kwargs, or null
+  std::vector<unsigned> cpus{};  // OS cpu ids to bind the thread to; empty: not pinned
 
   // Set by the I/O thread (cancel, timeout, broker gone); read by the running function.
   std::atomic<bool> cancelled{false};
@@ -46,7 +48,8 @@ struct Task {
   zmq::message_t result{};
 
   // I/O thread only.
-  bool abandoned = false;            // its result must not be sent (PROTOCOL.md §6.4.3)
+  std::vector<std::size_t> pool_cores{};  // the CorePool's cores it holds until it returns
+  bool abandoned = false;                 // its result must not be sent (PROTOCOL.md §6.4.3)
   Clock::time_point abandoned_at{};  // when; a task still running long after is stuck (§6.4.3)
   Clock::time_point deadline{};
 };

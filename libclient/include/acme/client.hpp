@@ -40,8 +40,12 @@ struct ClientOptions {
   std::string broker{};
   /// Always run the embedded default, even when $ACME_BROKER is set (acme-map --local).
   bool embedded = false;
-  /// Local workers of the embedded default, one task each; 0: acme::detect_slots().
+  /// Local workers of the embedded default; 0: acme::detect_slots() / local_worker_slots.
   std::uint32_t local_workers = 0;
+  /// Slots of each local worker: set it to the jobs' cores per task (JobSpec::cores), so that
+  /// each local worker runs one such task at a time; a job needing more cores than this never
+  /// finds a local worker and fails after no_worker_timeout.
+  std::uint32_t local_worker_slots = 1;
   /// How long a configured broker has to answer before the constructor throws Unreachable.
   std::chrono::milliseconds connect_timeout{5000};
   /// Embedded default only: a job whose function no live worker offers fails after this long.
@@ -132,6 +136,9 @@ struct JobSpec {
   std::optional<std::uint32_t> max_retries{};  // absent: the broker's default
   bool retry_on_error = false;
   std::chrono::milliseconds timeout{0};  // per task; 0: no limit
+  /// Cores each task uses (>= 1): a worker with S slots runs at most S / cores such tasks at
+  /// once, each pinned to cores of its own when the worker pins (worker/README.md). A job
+  /// needing more cores than every worker has fails after the broker's no-worker timeout.
   std::uint32_t cores = 1;
 };
 

@@ -75,6 +75,8 @@ struct MapOptions {
   bool retry_on_error = false;
   /// Longest run time of one task; 0: no limit.
   std::chrono::milliseconds timeout{0};
+  /// Cores per task (JobSpec::cores). The default client's local workers have one slot each:
+  /// for cores > 1 pass a Client whose ClientOptions::local_worker_slots is at least this.
   std::uint32_t cores = 1;
 };
 

@@ -18,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -33,6 +34,15 @@ class TaskContext {
   TaskContext() = default;
   TaskContext(std::uint64_t index, std::uint32_t attempt, const std::atomic<bool>* cancelled)
       : index_(index), attempt_(attempt), cancelled_(cancelled) {}
+  /// `cores`: the cores the task was given (at least 1); `cpus`: the OS cpu ids its thread is
+  /// bound to, empty when the worker does not pin.
+  TaskContext(std::uint64_t index, std::uint32_t attempt, const std::atomic<bool>* cancelled,
+              std::uint32_t cores, std::vector<unsigned> cpus)
+      : index_(index),
+        attempt_(attempt),
+        cancelled_(cancelled),
+        cores_(cores > 0 ? cores : 1),
+        cpus_(std::move(cpus)) {}
 
   /// The task's index in its job and its attempt (1 for the first run).
   [[nodiscard]] std::uint64_t index() const noexcept { return index_; }
@@ -48,10 +58,20 @@ class TaskContext {
   /// runner); null when the task cannot be cancelled.
   [[nodiscard]] const std::atomic<bool>* cancelled_flag() const noexcept { return cancelled_; }
 
+  /// The cores the task was given (the job's cores per task, PROTOCOL.md TASKS `cores`), >= 1:
+  /// how many threads or processes the function should run.
+  [[nodiscard]] std::uint32_t cores() const noexcept { return cores_; }
+
+  /// The OS cpu ids (as in /proc/cpuinfo, taskset) the task's thread is bound to, ascending:
+  /// the processing units of its cores. Empty when the worker does not pin tasks.
+  [[nodiscard]] const std::vector<unsigned>& cpus() const noexcept { return cpus_; }
+
  private:
   std::uint64_t index_ = 0;
   std::uint32_t attempt_ = 1;
   const std::atomic<bool>* cancelled_ = nullptr;
+  std::uint32_t cores_ = 1;
+  std::vector<unsigned> cpus_{};
 };
 
 /// A function as the runtime calls it: `args` is the task frame (an array of positional
@@ -212,11 +232,31 @@ void add_builtins(FunctionRegistry& registry);
 /// (see ACME_PLUGIN). Throws acme::Error (Errc::BadOptions) naming the file and dlerror().
 void load_plugin(FunctionRegistry& registry, const std::string& path);
 
+/// Whether a worker binds each task's thread to cores of its own (WorkerOptions::pin).
+enum class Pin : std::uint8_t {
+  /// Pin inside a batch job (SLURM_JOB_ID, JOB_ID with NSLOTS, PBS_JOBID) or when this
+  /// process may run on fewer CPUs than the machine has; else do not.
+  Auto,
+  /// Always pin; if hwloc cannot, warn and run unpinned.
+  Yes,
+  /// Never pin.
+  No,
+};
+
+/// "auto", "yes", "no" -> Pin; nullopt for anything else.
+[[nodiscard]] std::optional<Pin> parse_pin(std::string_view text) noexcept;
+
 struct WorkerOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
-  /// Tasks run at once; 0 means the CPUs the batch system gave (SLURM_CPUS_PER_TASK, NSLOTS,
-  /// PBS NCPUS), else the CPUs this process may run on, else hwloc's core count.
+  /// Cores used at once by the running tasks (a task uses its job's `cores`); 0 means the CPUs
+  /// the batch system gave (SLURM_CPUS_PER_TASK, NSLOTS, NCPUS, PBS_NCPUS, PBS_NP), else the
+  /// CPUs this process may run on, else hwloc's core count.
   std::uint32_t slots = 0;
+  /// Pinning: each task that starts takes `cores` free cores of the worker's pool (the hwloc
+  /// cores this process may run on, in topology order, the first `slots` of them) and its
+  /// thread is bound to their processing units until the function returns. Off when `slots`
+  /// exceeds the cores available.
+  Pin pin = Pin::Auto;
   /// Extra tasks held ready beyond `slots` (PROTOCOL.md §8); the default keeps cores busy
   /// between tasks.
   std::uint32_t prefetch = 1;
