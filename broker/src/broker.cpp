@@ -85,6 +85,9 @@ struct WorkerPeer {
   std::string identity{};
   std::string host{};
   std::uint32_t pid = 0;
+  std::uint32_t slots = 1;
+  std::uint32_t functions = 0;  // distinct names in its READY
+  std::string launch{};         // its READY's launch tag, for STATUS (§6.2.7)
   TimePoint last_sent{};
 };
 
@@ -118,6 +121,12 @@ double seconds(Clock::duration duration) {
   return std::chrono::duration<double>(duration).count();
 }
 
+std::uint32_t distinct(const std::vector<std::string>& names) {
+  std::vector<std::string_view> sorted(names.begin(), names.end());
+  std::sort(sorted.begin(), sorted.end());
+  return static_cast<std::uint32_t>(std::unique(sorted.begin(), sorted.end()) - sorted.begin());
+}
+
 zmq::context_t& context_of(const BrokerOptions& options, std::optional<zmq::context_t>& own) {
   if (options.context != nullptr) return *options.context;
   return own.emplace(1);
@@ -139,6 +148,7 @@ struct Broker::Impl {
   void on_worker(const protocol::Signature& signature, TimePoint now);
   void on_submit(ClientPeer* client, const protocol::Submit& submit, TimePoint now);
   void on_cancel(ClientPeer* client, const protocol::CancelJob& cancel, TimePoint now);
+  void on_status(const protocol::StatusRequest& request, TimePoint now);
   void on_ready(WorkerPeer* worker, protocol::Ready&& ready, TimePoint now);
   void on_results(WorkerId id, const protocol::TaskResults& results, TimePoint now);
   void execute(std::vector<scheduler::Decision>& decisions, TimePoint now);
@@ -182,6 +192,7 @@ struct Broker::Impl {
 
   Incoming in_{};                          // the message being handled
   std::vector<zmq::message_t> scratch_{};  // payload of the TASKS being built
+  TimePoint started_{};  // run()'s first clock read: STATUS uptime_ms counts from here
   TimePoint next_heartbeat_{};
   TimePoint next_drop_log_{};
   std::uint64_t dropped_since_log_ = 0;
@@ -219,6 +230,7 @@ std::uint32_t Broker::Impl::heartbeat_ms() const {
 
 void Broker::Impl::run() {
   auto now = Clock::now();
+  started_ = now;
   next_heartbeat_ = now + scheduler_.config().heartbeat_interval;
   while (true) {
     const auto wake = std::min(scheduler_.next_deadline(), next_heartbeat_);
@@ -321,6 +333,7 @@ void Broker::Impl::on_client(const protocol::Signature& signature, TimePoint now
                                                                     .reconnect = true}));
                    }
                  },
+                 [&](const protocol::StatusRequest& request) { on_status(request, now); },
                  [&](const protocol::Bye& bye) {
                    // §6.1.4: BYE ends the session; its open jobs close without DONE.
                    if (client == nullptr) return;
@@ -434,6 +447,49 @@ void Broker::Impl::on_cancel(ClientPeer* client, const protocol::CancelJob& canc
   scheduler_.cancel(id, now);
 }
 
+void Broker::Impl::on_status(const protocol::StatusRequest& request, TimePoint now) {
+  // §6.1.5: answered to any identity, known or not; no session starts and nothing changes.
+  const auto load = scheduler_.load();
+  protocol::StatusReply status{
+      .agent = "acme-broker " ACME_VERSION,
+      .uptime_ms = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<milliseconds>(now - started_).count()),
+      .clients = static_cast<std::uint64_t>(
+          std::count_if(peers_.begin(), peers_.end(),
+                        [](const auto& peer) { return peer.second.role == Role::Client; })),
+      .jobs = load.jobs,
+      .tasks_queued = load.queued,
+      .tasks_running = load.running,
+      .tasks_done = load.done,
+      .tasks_failed = load.failed,
+      .workers = {},
+      .workers_omitted = 0,
+  };
+  for (const auto& worker : workers_) {
+    if (!worker.alive || (request.launch && worker.launch != *request.launch)) continue;
+    status.workers.push_back(protocol::WorkerInfo{.id = to_underlying(worker.id),
+                                                  .host = worker.host,
+                                                  .pid = worker.pid,
+                                                  .slots = worker.slots,
+                                                  .running = scheduler_.running(worker.id),
+                                                  .launch = worker.launch,
+                                                  .functions = worker.functions});
+  }
+  auto encoded = protocol::encode(status);
+  // §6.2.7: the list is cut, highest ids first, so that the header stays within §5.6.
+  while (encoded.header.size() > protocol::kMaxHeaderBytes && !status.workers.empty()) {
+    const auto per_worker = std::max<std::size_t>(encoded.header.size() / status.workers.size(), 1);
+    const auto excess = encoded.header.size() - protocol::kMaxHeaderBytes;
+    const auto cut = std::min(status.workers.size(), excess / per_worker + 1);
+    status.workers.resize(status.workers.size() - cut);
+    status.workers_omitted += cut;
+    encoded = protocol::encode(status);
+  }
+  log_->debug("answered STATUS: {} workers listed, {} omitted", status.workers.size(),
+              status.workers_omitted);
+  reply(in_.identity(), encoded);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Workers (PROTOCOL.md §6.3)
 
@@ -503,6 +559,7 @@ void Broker::Impl::on_ready(WorkerPeer* worker, protocol::Ready&& ready, TimePoi
     scheduler_.worker_left(old, now);
     forget(old);
   }
+  const auto functions = distinct(ready.functions);
   const auto id =
       scheduler_.add_worker(scheduler::WorkerSpec{.functions = std::move(ready.functions),
                                                   .slots = ready.slots,
@@ -515,9 +572,13 @@ void Broker::Impl::on_ready(WorkerPeer* worker, protocol::Ready&& ready, TimePoi
   record.identity = std::string(identity);
   record.host = std::move(ready.host);
   record.pid = ready.pid;
+  record.slots = std::max<std::uint32_t>(ready.slots, 1);
+  record.functions = functions;
+  record.launch = std::move(ready.launch);
   peers_.emplace(record.identity, PeerRef{Role::Worker, to_underlying(id)});
-  log_->info("worker {} ({}:{}) joined: {} slots, prefetch {}, agent '{}'", to_underlying(id),
-             record.host, record.pid, ready.slots, ready.prefetch, ready.agent);
+  log_->info("worker {} ({}:{}) joined: {} slots, prefetch {}, agent '{}'{}{}", to_underlying(id),
+             record.host, record.pid, ready.slots, ready.prefetch, ready.agent,
+             record.launch.empty() ? "" : ", launch ", record.launch);
   send_worker(id,
               protocol::encode(protocol::Welcome{.worker = to_underlying(id),
                                                  .heartbeat_ms = heartbeat_ms(),

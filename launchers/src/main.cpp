@@ -319,7 +319,7 @@ int launch(LaunchOptions& options) {
       return fail(kExitInterrupted);
     }
     try {
-      online = query_status(record.broker, 2s).workers_of(record.id);
+      online = query_status(record.broker, 2s, record.id).workers_of(record.id);
     } catch (const Error& e) {
       if (tty) fmt::print(stderr, "\n");
       say("the broker stopped answering: {}", e.what());
@@ -395,7 +395,7 @@ nlohmann::json describe(const Record& record) {
                           {"created", record.created},
                           {"log_dir", record.log_dir}};
   try {
-    const auto status = query_status(record.broker, 2s);
+    const auto status = query_status(record.broker, 2s, record.id);
     entry["broker_up"] = true;
     entry["workers_online"] = status.workers_of(record.id);
     entry["tasks_queued"] = status.tasks_queued;

@@ -65,6 +65,12 @@ Encoded reencode(const Tasks& c, Peer /*from*/) {
 Encoded reencode(const CancelTasks& c, Peer /*from*/) {
   return encode(c);
 }
+Encoded reencode(const StatusRequest& c, Peer /*from*/) {
+  return encode(c);
+}
+Encoded reencode(const StatusReply& c, Peer /*from*/) {
+  return encode(c);
+}
 
 /// Decodes `frames` with `decode`; if that succeeds, re-encodes the command with the original
 /// payload frames and checks that it decodes to the same command and payload.

@@ -133,6 +133,16 @@ std::vector<std::pair<std::string, std::string>> seeds() {
                 encode(Submit{.job = 1, .function = "echo", .total = 1, .first = 0, .count = 1}),
                 {std::string(3000, 'x')}) +
            sync() + submit(kClientA, echo3) + sync() + answer(kWorkerA)},
+      // STATUS (draft, §6.1.5): from a stranger, from a client with an open job, filtered by
+      // launch, and malformed; none of them opens a session.
+      {"session-status",
+       send(kClientB, encode(StatusRequest{})) + ready(kWorkerA, {"echo"}) +
+           send(kWorkerB, encode(Ready{.functions = {"echo"}, .slots = 1, .launch = "L1"})) +
+           sync() + submit(kClientA, echo3) + sync() + send(kClientA, encode(StatusRequest{})) +
+           send(kClientB, encode(StatusRequest{.launch = "L1"})) + answer(kWorkerA) +
+           answer(kWorkerB) + sync() +
+           record(kClientB, Action::Send, join_frames({"ACMEC1", "\x0c", "\x81\xa6launch\x01"})) +
+           send(kClientB, encode(StatusRequest{.launch = ""})) + sync()},
   };
 }
 

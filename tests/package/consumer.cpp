@@ -1,7 +1,9 @@
 // Uses the installed headers and libraries: encodes and decodes a message, runs a scheduler step,
-// and runs a tiny ParallelMap on the embedded default (its local workers are copies of this
-// program, which is why main() calls acme::serve_if_worker() first).
+// asks an endpoint nobody serves for a broker status, and runs a tiny ParallelMap on the embedded
+// default (its local workers are copies of this program, which is why main() calls
+// acme::serve_if_worker() first).
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <vector>
@@ -9,6 +11,7 @@
 #include <acme/parallel_map.hpp>
 #include <acme/protocol/codec.hpp>
 #include <acme/scheduler/scheduler.hpp>
+#include <acme/status.hpp>
 
 int main() {
   using namespace acme;
@@ -52,6 +55,16 @@ int main() {
   if (squares != std::vector<std::int64_t>{1, 4, 9}) {
     std::puts("map failed");
     return 1;
+  }
+  try {
+    (void)query_status("tcp://127.0.0.1:9", std::chrono::milliseconds(100));
+    std::puts("status from nowhere");
+    return 1;
+  } catch (const Error& e) {
+    if (e.code() != Errc::Unreachable) {
+      std::puts("status failed");
+      return 1;
+    }
   }
   std::puts("acme package: ok");
   return 0;

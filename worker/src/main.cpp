@@ -61,6 +61,15 @@ int run(int argc, char** argv) {
                                       : "--pin must be auto, yes or no, not '" + value + "'";
       });
   app.add_option("--prefetch", options.prefetch, "extra tasks held queued")->capture_default_str();
+  const char* env_launch = std::getenv("ACME_LAUNCH_ID");  // NOLINT(concurrency-mt-unsafe)
+  if (env_launch != nullptr) options.launch_id = env_launch;
+  app.add_option("--launch-id", options.launch_id,
+                 "the acme-launch launch this worker belongs to, sent to the broker "
+                 "(default: $ACME_LAUNCH_ID)")
+      ->check([](const std::string& value) {
+        return value.size() <= acme::protocol::kMaxText ? std::string{}
+                                                        : "a launch id is at most 4096 bytes";
+      });
   app.add_option("--plugin", plugins, "shared library with ACME_PLUGIN functions (repeatable)");
   app.add_option("--give-up-after", give_up_seconds,
                  "exit 1 when the broker has been gone this many seconds (0: never)")
@@ -112,8 +121,9 @@ int run(int argc, char** argv) {
   options.give_up_after =
       std::chrono::milliseconds(static_cast<std::int64_t>(give_up_seconds * 1000));
   options.recycle_after = std::chrono::milliseconds(recycle_after_ms);
-  log->info("worker {}:{} offers {} functions with {} slots ({}) to {}", acme::net::hostname(),
-            ::getpid(), registry.names().size(), options.slots, source, options.endpoint);
+  log->info("worker {}:{} offers {} functions with {} slots ({}) to {}{}{}", acme::net::hostname(),
+            ::getpid(), registry.names().size(), options.slots, source, options.endpoint,
+            options.launch_id.empty() ? "" : ", launch ", options.launch_id);
 
   acme::Worker worker(options, registry);
   running_worker = &worker;

@@ -37,6 +37,28 @@ TEST(AcmeWorkerProgram, BadPinValueExits2WithAClearMessage) {
   EXPECT_EQ(acme_worker({"--pin", "no", "--list-functions"}).exit_code, 0);
 }
 
+TEST(AcmeWorkerProgram, LaunchIdGoesIntoReady) {
+  test::FakeBroker broker;
+  std::atomic<bool> stop{false};
+  worker::CommandOutcome outcome;
+  std::thread program([&] {
+    outcome =
+        acme_worker({"--connect", broker.endpoint(), "--slots", "1", "--launch-id", "L1"}, &stop);
+  });
+  const auto ready = broker.expect<protocol::Ready>(10s);
+  stop = true;
+  program.join();
+  ASSERT_TRUE(ready.has_value());
+  EXPECT_EQ(ready->first.launch, "L1");
+  EXPECT_THAT(outcome.err, HasSubstr(", launch L1"));
+}
+
+TEST(AcmeWorkerProgram, LaunchIdLongerThanTheProtocolAllowsExits2) {
+  const auto outcome = acme_worker({"--launch-id", std::string(protocol::kMaxText + 1, 'L')});
+  EXPECT_EQ(outcome.exit_code, 2);
+  EXPECT_THAT(outcome.err, HasSubstr("--launch-id"));
+}
+
 TEST(AcmeWorkerProgram, ListFunctionsPrintsTheBuiltins) {
   const auto outcome = acme_worker({"--list-functions"});
   EXPECT_EQ(outcome.exit_code, 0);

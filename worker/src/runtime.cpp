@@ -248,7 +248,8 @@ void Worker::Impl::send_ready(Clock::time_point now) {
                                   .pid = identity.pid,
                                   .cores = machine.cores,
                                   .memory = machine.memory,
-                                  .agent = options.agent}),
+                                  .agent = options.agent,
+                                  .launch = options.launch_id}),
        {}, now);
   state = State::AwaitingWelcome;
   ready_sent = now;

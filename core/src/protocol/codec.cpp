@@ -34,7 +34,7 @@ class StringSink {
 
 // Upper bounds of packed sizes, so that each header is built with at most one allocation.
 constexpr std::size_t kContainerBound = 5;  // map32 or array32 header
-constexpr std::size_t kKeyBound = 1 + 14;   // fixstr "retry_on_error", the longest
+constexpr std::size_t kKeyBound = 1 + 15;   // fixstr "workers_omitted", the longest
 constexpr std::size_t kNumberBound = 9;     // uint64
 constexpr std::size_t kFieldBound = kKeyBound + kNumberBound;  // a key and a number or a bool
 constexpr std::size_t kJobResultBound = 1 + 9 + 1 + 5;         // [u64, u8, u32]
@@ -90,6 +90,7 @@ class HeaderWriter {
     packer_.pack_str_body(value.data(), wire_size(value.size()));
   }
   void array(std::size_t size) { packer_.pack_array(wire_size(size)); }
+  void map(std::size_t size) { packer_.pack_map(wire_size(size)); }
 
   [[nodiscard]] std::string take() && { return std::move(header_); }
 
@@ -232,6 +233,9 @@ bool read_entry(const Object& object, std::uint64_t& out) noexcept {
   return to_number(object, out);
 }
 
+// §6.2.7: a STATUS worker entry is a map; it needs FieldReader, defined below.
+bool read_entry(const Object& object, WorkerInfo& out);
+
 bool read_entry(const Object& object, std::string& out) {  // a function name
   const auto name = str_of(object);
   if (!name || name->empty() || name->size() > kMaxFunctionName) return false;
@@ -301,6 +305,18 @@ class FieldReader {
     out.assign(*text);
   }
 
+  /// An optional text whose absence differs from "" (§6.1.5 `launch`).
+  void text(std::string_view key, std::optional<std::string>& out, std::size_t max_size) {
+    const Object* value = find(key, Need::Optional);
+    if (value == nullptr) return;
+    const auto text = str_of(*value);
+    if (!text || text->size() > max_size) {
+      fail(DecodeError::BadField);
+      return;
+    }
+    out.emplace(*text);
+  }
+
   template <class T>
   void list(std::string_view key, std::vector<T>& out, Need need, std::size_t min_size,
             std::size_t max_size) {
@@ -338,6 +354,25 @@ class FieldReader {
 };
 
 constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
+
+bool read_entry(const Object& object, WorkerInfo& out) {
+  // Not positional, unlike other list entries, so that later versions can add fields (§5.4).
+  const auto entries = map_of(object);
+  if (!entries || !std::ranges::all_of(*entries, [](const msgpack::object_kv& entry) {
+        return str_of(entry.key).has_value();
+      })) {
+    return false;
+  }
+  FieldReader r(*entries);
+  r.number("id", out.id, Need::Required);
+  r.text("host", out.host, Need::Optional, 0, kMaxText);
+  r.number("pid", out.pid, Need::Optional);
+  r.number("slots", out.slots, Need::Required);
+  r.number("running", out.running, Need::Required);
+  r.text("launch", out.launch, Need::Optional, 0, kMaxText);
+  r.number("functions", out.functions, Need::Optional);
+  return !r.failed();
+}
 
 /// §6.1.1, §6.4.2: the job's common frame comes before the task frames.
 constexpr std::size_t common_frames(bool common) noexcept {
@@ -435,6 +470,7 @@ void read(FieldReader& r, Ready& c) {
   r.number("cores", c.cores, Need::Optional);
   r.number("memory", c.memory, Need::Optional);
   r.text("agent", c.agent, Need::Optional, 0, kMaxText);
+  r.text("launch", c.launch, Need::Optional, 0, kMaxText);
 }
 std::size_t payload_frames(const Ready& /*c*/) {
   return 0;
@@ -473,6 +509,29 @@ void read(FieldReader& r, CancelTasks& c) {
   r.list("tasks", c.tasks, Need::Optional, 0, kNoLimit);
 }
 std::size_t payload_frames(const CancelTasks& /*c*/) {
+  return 0;
+}
+
+void read(FieldReader& r, StatusRequest& c) {
+  r.text("launch", c.launch, kMaxText);
+}
+std::size_t payload_frames(const StatusRequest& /*c*/) {
+  return 0;
+}
+
+void read(FieldReader& r, StatusReply& c) {
+  r.text("agent", c.agent, Need::Optional, 0, kMaxText);
+  r.number("uptime_ms", c.uptime_ms, Need::Required);
+  r.number("clients", c.clients, Need::Required);
+  r.number("jobs", c.jobs, Need::Required);
+  r.number("tasks_queued", c.tasks_queued, Need::Required);
+  r.number("tasks_running", c.tasks_running, Need::Required);
+  r.number("tasks_done", c.tasks_done, Need::Required);
+  r.number("tasks_failed", c.tasks_failed, Need::Required);
+  r.list("workers", c.workers, Need::Required, 0, kNoLimit);
+  r.number("workers_omitted", c.workers_omitted, Need::Optional);
+}
+std::size_t payload_frames(const StatusReply& /*c*/) {
   return 0;
 }
 
@@ -515,7 +574,7 @@ std::optional<DecodeError> read_envelope(std::span<const Frame> frames, Peer sen
   if (frames[1].size() != 1) return DecodeError::UnknownCommand;
   const auto byte = std::to_integer<std::uint8_t>(frames[1][0]);
   if (byte < static_cast<std::uint8_t>(Command::Submit) ||
-      byte > static_cast<std::uint8_t>(Command::Tasks)) {
+      byte > static_cast<std::uint8_t>(Command::Status)) {
     return DecodeError::UnknownCommand;
   }
   command = static_cast<Command>(byte);
@@ -582,6 +641,7 @@ Result<Message<ClientCommand>, DecodeError> decode_client(std::span<const Frame>
     case Command::Cancel: return decode_as<ClientCommand, CancelJob>(frames);
     case Command::Heartbeat: return decode_as<ClientCommand, Heartbeat>(frames);
     case Command::Bye: return decode_as<ClientCommand, Bye>(frames);
+    case Command::Status: return decode_as<ClientCommand, StatusRequest>(frames);
     default: return Unexpected{DecodeError::CommandNotAllowed};
   }
 }
@@ -609,6 +669,7 @@ Result<Message<ToClientCommand>, DecodeError> decode_for_client(
     case Command::Error: return decode_as<ToClientCommand, Error>(frames);
     case Command::Heartbeat: return decode_as<ToClientCommand, Heartbeat>(frames);
     case Command::Bye: return decode_as<ToClientCommand, Bye>(frames);
+    case Command::Status: return decode_as<ToClientCommand, StatusReply>(frames);
     default: return Unexpected{DecodeError::CommandNotAllowed};
   }
 }
@@ -711,10 +772,12 @@ Encoded encode(const Error& command) {
 }
 
 Encoded encode(const Ready& command) {
-  std::size_t size =
-      2 * kContainerBound + 8 * kFieldBound + text_bound(command.host) + text_bound(command.agent);
+  // §6.3.1: `launch` is omitted when empty, so that READY stays as older brokers know it.
+  const std::size_t fields = command.launch.empty() ? 8 : 9;
+  std::size_t size = 2 * kContainerBound + fields * kFieldBound + text_bound(command.host) +
+                     text_bound(command.agent) + text_bound(command.launch);
   for (const auto& function : command.functions) size += text_bound(function);
-  HeaderWriter w(8, size);
+  HeaderWriter w(fields, size);
   w.array("functions", command.functions.size());
   for (const auto& function : command.functions) w.text(function);
   w.number("slots", command.slots);
@@ -724,6 +787,7 @@ Encoded encode(const Ready& command) {
   w.number("cores", command.cores);
   w.number("memory", command.memory);
   w.text("agent", command.agent);
+  if (!command.launch.empty()) w.text("launch", command.launch);
   return make(Peer::Worker, Command::Ready, std::move(w));
 }
 
@@ -770,6 +834,46 @@ Encoded encode(const CancelTasks& command) {
   w.array("tasks", command.tasks.size());
   for (const auto index : command.tasks) w.number(index);
   return make(Peer::Broker, Command::Cancel, std::move(w));
+}
+
+Encoded encode(const StatusRequest& command) {
+  const std::size_t fields = command.launch ? 1 : 0;
+  HeaderWriter w(fields,
+                 kContainerBound + kKeyBound + (command.launch ? text_bound(*command.launch) : 0));
+  if (command.launch) w.text("launch", *command.launch);
+  return make(Peer::Client, Command::Status, std::move(w));
+}
+
+Encoded encode(const StatusReply& command) {
+  constexpr std::size_t kFields = 10;
+  constexpr std::size_t kWorkerFields = 7;
+  std::size_t size = 2 * kContainerBound + kFields * kFieldBound + text_bound(command.agent);
+  for (const auto& worker : command.workers) {
+    size += kContainerBound + kWorkerFields * kFieldBound + text_bound(worker.host) +
+            text_bound(worker.launch);
+  }
+  HeaderWriter w(kFields, size);
+  w.text("agent", command.agent);
+  w.number("uptime_ms", command.uptime_ms);
+  w.number("clients", command.clients);
+  w.number("jobs", command.jobs);
+  w.number("tasks_queued", command.tasks_queued);
+  w.number("tasks_running", command.tasks_running);
+  w.number("tasks_done", command.tasks_done);
+  w.number("tasks_failed", command.tasks_failed);
+  w.array("workers", command.workers.size());
+  for (const auto& worker : command.workers) {
+    w.map(kWorkerFields);
+    w.number("id", worker.id);
+    w.text("host", worker.host);
+    w.number("pid", worker.pid);
+    w.number("slots", worker.slots);
+    w.number("running", worker.running);
+    w.text("launch", worker.launch);
+    w.number("functions", worker.functions);
+  }
+  w.number("workers_omitted", command.workers_omitted);
+  return make(Peer::Broker, Command::Status, std::move(w));
 }
 
 std::string encode_error_info(const ErrorInfo& info) {

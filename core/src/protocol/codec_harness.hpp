@@ -211,7 +211,8 @@ inline Fields ready_fields() {
           field("pid", num(4411)),
           field("cores", num(8)),
           field("memory", num(std::uint64_t{16} << 30)),
-          field("agent", str("acme-worker 0.1.0"))};
+          field("agent", str("acme-worker 0.1.0")),
+          field("launch", str("L1"))};
 }
 inline Fields task_results_fields() {
   return {field("results", list({list({num(7), num(0), num(0)}), list({num(7), num(1), num(2)})}))};
@@ -229,6 +230,26 @@ inline Fields tasks_fields() {
 }
 inline Fields cancel_tasks_fields() {
   return {field("job", num(7)), field("tasks", list({num(0), num(1)}))};
+}
+inline Fields status_request_fields() {
+  return {field("launch", str("L1"))};
+}
+inline Fields worker_info_fields() {
+  return {field("id", num(3)),       field("host", str("node12")), field("pid", num(4411)),
+          field("slots", num(8)),    field("running", num(2)),     field("launch", str("L1")),
+          field("functions", num(5))};
+}
+inline Fields status_reply_fields() {
+  return {field("agent", str("acme-broker 0.1.0")),
+          field("uptime_ms", num(1000)),
+          field("clients", num(1)),
+          field("jobs", num(2)),
+          field("tasks_queued", num(3)),
+          field("tasks_running", num(4)),
+          field("tasks_done", num(5)),
+          field("tasks_failed", num(6)),
+          field("workers", list({map(worker_info_fields())})),
+          field("workers_omitted", num(0))};
 }
 
 /// The error of a failed decode, or nullopt when it succeeded.

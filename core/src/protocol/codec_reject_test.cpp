@@ -242,7 +242,7 @@ TEST(DecodeClient, RejectsCommandFrameOfTwoBytes) {
 }
 
 TEST(DecodeClient, RejectsUnknownCommandByte) {
-  for (const int byte : {0x00, 0x0C, 0x7F, 0xFF}) {
+  for (const int byte : {0x00, 0x0D, 0x7F, 0xFF}) {
     EXPECT_EQ(from_client(
                   Frames{std::string(kClient), std::string(1, static_cast<char>(byte)), kEmptyMap}),
               DecodeError::UnknownCommand)
@@ -251,7 +251,7 @@ TEST(DecodeClient, RejectsUnknownCommandByte) {
 }
 
 TEST(DecodeEachDirection, RejectsUnknownCommandByte) {
-  const Frames unknown{std::string(kBroker), std::string(1, '\x0C'), kEmptyMap};
+  const Frames unknown{std::string(kBroker), std::string(1, '\x0D'), kEmptyMap};
   EXPECT_EQ(to_client(unknown), DecodeError::UnknownCommand);
   EXPECT_EQ(to_worker(unknown), DecodeError::UnknownCommand);
   EXPECT_EQ(from_worker(Frames{std::string(kWorker), std::string(1, '\0'), kEmptyMap}),
@@ -268,7 +268,7 @@ TEST(DecodeClient, RejectsCommandsOnlyOtherPeersSend) {
 
 TEST(DecodeWorker, RejectsCommandsOnlyOtherPeersSend) {
   for (const auto command : {Command::Submit, Command::Cancel, Command::Accept, Command::Done,
-                             Command::Error, Command::Welcome, Command::Tasks}) {
+                             Command::Error, Command::Welcome, Command::Tasks, Command::Status}) {
     EXPECT_EQ(from_worker(message(kWorker, command, kEmptyMap)), DecodeError::CommandNotAllowed)
         << command_name(command);
   }
@@ -284,7 +284,7 @@ TEST(DecodeForClient, RejectsCommandsOnlyOtherPeersSend) {
 
 TEST(DecodeForWorker, RejectsCommandsOnlyOtherPeersSend) {
   for (const auto command : {Command::Submit, Command::Ready, Command::Results, Command::Accept,
-                             Command::Done, Command::Error}) {
+                             Command::Done, Command::Error, Command::Status}) {
     EXPECT_EQ(to_worker(message(kBroker, command, kEmptyMap)), DecodeError::CommandNotAllowed)
         << command_name(command);
   }
@@ -911,8 +911,21 @@ TEST(DecodeWorker, RejectsMoreFunctionsThanTheLimit) {
             std::nullopt);
 }
 
+TEST(DecodeWorker, ReadyWithoutLaunchIsAcceptedFromOlderWorkers) {
+  const auto ready = worker_decodes<Ready>(Command::Ready, without(test::ready_fields(), "launch"));
+  EXPECT_EQ(ready.launch, "");
+  EXPECT_EQ(worker_decodes<Ready>(Command::Ready, test::ready_fields()).launch, "L1");
+}
+
+TEST(DecodeWorker, RejectsLaunchThatIsNotAStr) {
+  for (auto launch : {num(1), test::bin("L1"), list({})}) {
+    EXPECT_EQ(worker_sends(Command::Ready, with(test::ready_fields(), "launch", launch)),
+              DecodeError::BadField);
+  }
+}
+
 TEST(DecodeWorker, RejectsHostOrAgentLongerThanTheLimit) {
-  for (const auto* name : {"host", "agent"}) {
+  for (const auto* name : {"host", "agent", "launch"}) {
     EXPECT_EQ(worker_sends(Command::Ready,
                            with(test::ready_fields(), name, str(std::string(kMaxText + 1, 'h')))),
               DecodeError::BadField)
@@ -1080,6 +1093,135 @@ TEST(DecodeForWorker, RejectsCancelTasksThatAreNotIndices) {
 
 TEST(DecodeForWorker, RejectsCancelWithPayload) {
   EXPECT_EQ(worker_receives(Command::Cancel, test::cancel_tasks_fields(), 1),
+            DecodeError::PayloadCountMismatch);
+}
+
+// ---- §6.1.5 STATUS (client to broker) ----
+
+TEST(DecodeClient, StatusRequestMayBeEmpty) {
+  EXPECT_EQ(client_decodes<StatusRequest>(Command::Status, {}), StatusRequest{});
+  EXPECT_EQ(client_decodes<StatusRequest>(Command::Status, {test::field("launch", nil())}),
+            StatusRequest{});
+  EXPECT_EQ(client_decodes<StatusRequest>(Command::Status, test::status_request_fields()),
+            StatusRequest{.launch = "L1"});
+}
+
+TEST(DecodeClient, StatusRequestIgnoresUnknownKeys) {
+  EXPECT_EQ(client_sends(Command::Status, {test::field("verbose", flag(true))}), std::nullopt);
+}
+
+TEST(DecodeClient, RejectsStatusLaunchThatIsNotAStr) {
+  for (auto launch : {num(1), test::bin("L1"), flag(true)}) {
+    EXPECT_EQ(client_sends(Command::Status, {test::field("launch", launch)}),
+              DecodeError::BadField);
+  }
+  EXPECT_EQ(
+      client_sends(Command::Status, {test::field("launch", str(std::string(kMaxText + 1, 'l')))}),
+      DecodeError::BadField);
+}
+
+TEST(DecodeClient, RejectsMalformedStatusHeader) {
+  EXPECT_EQ(from_client(Frames{std::string(kClient), "\x0c", "\xc1"}),
+            DecodeError::MalformedHeader);
+  EXPECT_EQ(from_client(Frames{std::string(kClient), "\x0c", test::pack(list({}))}),
+            DecodeError::MalformedHeader);
+}
+
+TEST(DecodeClient, RejectsStatusWithPayload) {
+  EXPECT_EQ(client_sends(Command::Status, {}, 1), DecodeError::PayloadCountMismatch);
+}
+
+// ---- §6.2.7 STATUS (broker to client) ----
+
+TEST(DecodeForClient, RejectsStatusReplyWithoutEachRequiredField) {
+  for (const auto* name : {"uptime_ms", "clients", "jobs", "tasks_queued", "tasks_running",
+                           "tasks_done", "tasks_failed", "workers"}) {
+    EXPECT_EQ(client_receives(Command::Status, without(test::status_reply_fields(), name)),
+              DecodeError::MissingField)
+        << name;
+  }
+}
+
+TEST(DecodeForClient, StatusReplyOptionalFieldsTakeTheirDefaults) {
+  auto fields = without(without(test::status_reply_fields(), "agent"), "workers_omitted");
+  const auto reply = for_client_decodes<StatusReply>(Command::Status, fields);
+  EXPECT_EQ(reply.agent, "");
+  EXPECT_EQ(reply.workers_omitted, 0U);
+  EXPECT_EQ(reply.tasks_failed, 6U);
+  ASSERT_EQ(reply.workers.size(), 1U);
+  EXPECT_EQ(reply.workers[0], (WorkerInfo{.id = 3,
+                                          .host = "node12",
+                                          .pid = 4411,
+                                          .slots = 8,
+                                          .running = 2,
+                                          .launch = "L1",
+                                          .functions = 5}));
+}
+
+TEST(DecodeForClient, StatusReplyWorkerOptionalFieldsTakeTheirDefaults) {
+  auto entry = without(without(without(test::worker_info_fields(), "host"), "pid"), "launch");
+  entry = without(entry, "functions");
+  const auto reply = for_client_decodes<StatusReply>(
+      Command::Status, with(test::status_reply_fields(), "workers", list({test::map(entry)})));
+  ASSERT_EQ(reply.workers.size(), 1U);
+  EXPECT_EQ(reply.workers[0], (WorkerInfo{.id = 3, .slots = 8, .running = 2}));
+}
+
+TEST(DecodeForClient, StatusReplyIgnoresUnknownKeysInWorkerEntries) {
+  const auto entry = with(test::worker_info_fields(), "memory", num(1));
+  EXPECT_EQ(client_receives(Command::Status,
+                            with(test::status_reply_fields(), "workers", list({test::map(entry)}))),
+            std::nullopt);
+}
+
+TEST(DecodeForClient, RejectsStatusReplyWithWrongTypes) {
+  EXPECT_EQ(
+      client_receives(Command::Status, with(test::status_reply_fields(), "uptime_ms", neg(-1))),
+      DecodeError::BadField);
+  EXPECT_EQ(client_receives(Command::Status, with(test::status_reply_fields(), "agent", num(1))),
+            DecodeError::BadField);
+  EXPECT_EQ(client_receives(Command::Status, with(test::status_reply_fields(), "workers", num(0))),
+            DecodeError::BadField);
+}
+
+TEST(DecodeForClient, RejectsStatusReplyWithBrokenWorkerEntry) {
+  const auto entry_with = [](const std::string& name, test::Value value) {
+    return with(test::status_reply_fields(), "workers",
+                list({test::map(with(test::worker_info_fields(), name, std::move(value)))}));
+  };
+  const auto entry_without = [](std::string_view name) {
+    return with(test::status_reply_fields(), "workers",
+                list({test::map(without(test::worker_info_fields(), name))}));
+  };
+  // A positional array is not a worker entry: entries are maps (§6.2.7).
+  EXPECT_EQ(client_receives(Command::Status, with(test::status_reply_fields(), "workers",
+                                                  list({list({num(3), num(8), num(2)})}))),
+            DecodeError::BadField);
+  for (const auto* name : {"id", "slots", "running"}) {
+    EXPECT_EQ(client_receives(Command::Status, entry_without(name)), DecodeError::BadField) << name;
+  }
+  EXPECT_EQ(client_receives(Command::Status, entry_with("id", num(std::uint64_t{kU32Max} + 1))),
+            DecodeError::BadField);
+  EXPECT_EQ(client_receives(Command::Status, entry_with("running", str("2"))),
+            DecodeError::BadField);
+  EXPECT_EQ(client_receives(Command::Status, entry_with("launch", num(1))), DecodeError::BadField);
+  EXPECT_EQ(
+      client_receives(Command::Status, entry_with("host", str(std::string(kMaxText + 1, 'h')))),
+      DecodeError::BadField);
+  // A key that is not a str, or a known key twice, inside an entry.
+  const auto odd_key = test::map({test::Field{num(1), num(2), ""}});
+  EXPECT_EQ(client_receives(Command::Status,
+                            with(test::status_reply_fields(), "workers", list({odd_key}))),
+            DecodeError::BadField);
+  auto twice = test::worker_info_fields();
+  twice.push_back(test::field("id", num(4)));
+  EXPECT_EQ(client_receives(Command::Status,
+                            with(test::status_reply_fields(), "workers", list({test::map(twice)}))),
+            DecodeError::BadField);
+}
+
+TEST(DecodeForClient, RejectsStatusReplyWithPayload) {
+  EXPECT_EQ(client_receives(Command::Status, test::status_reply_fields(), 1),
             DecodeError::PayloadCountMismatch);
 }
 

@@ -109,6 +109,20 @@ TEST(CodecRoundTrip, ByeFromEachPeer) {
   expect_round_trip(encode(Peer::Broker, Bye{}), Bye{}, 0, decode_for_worker);
 }
 
+TEST(CodecRoundTrip, StatusRequest) {
+  const StatusRequest all{};
+  const auto encoded = encode(all);
+  EXPECT_EQ(encoded.signature, "ACMEC1");
+  EXPECT_EQ(encoded.command, Command::Status);
+  EXPECT_EQ(encoded.header, "\x80");  // §6.1.5: the header may be empty
+  expect_round_trip(encoded, all, 0, decode_client);
+  expect_round_trip(encode(StatusRequest{.launch = "L1"}), StatusRequest{.launch = "L1"}, 0,
+                    decode_client);
+  // An empty launch asks for the untagged workers: it is not the same as no launch.
+  expect_round_trip(encode(StatusRequest{.launch = ""}), StatusRequest{.launch = ""}, 0,
+                    decode_client);
+}
+
 // ---- §6.2: broker to client ----
 
 TEST(CodecRoundTrip, Accept) {
@@ -152,6 +166,41 @@ TEST(CodecRoundTrip, ErrorWithoutJobAndWithAnUnknownCode) {
   expect_round_trip(encode(error), error, 0, decode_for_client);
 }
 
+TEST(CodecRoundTrip, StatusReply) {
+  const StatusReply reply{.agent = "acme-broker 0.1.0",
+                          .uptime_ms = 123456,
+                          .clients = 2,
+                          .jobs = 3,
+                          .tasks_queued = 10,
+                          .tasks_running = 4,
+                          .tasks_done = std::numeric_limits<std::uint64_t>::max(),
+                          .tasks_failed = 1,
+                          .workers = {{.id = 0,
+                                       .host = "node12",
+                                       .pid = 4411,
+                                       .slots = 8,
+                                       .running = 3,
+                                       .launch = "L1",
+                                       .functions = 5},
+                                      {.id = std::numeric_limits<std::uint32_t>::max(),
+                                       .host = "",
+                                       .pid = 0,
+                                       .slots = 1,
+                                       .running = 0,
+                                       .launch = "",
+                                       .functions = 0}},
+                          .workers_omitted = 7};
+  const auto encoded = encode(reply);
+  EXPECT_EQ(encoded.signature, "ACMEB1");
+  EXPECT_EQ(encoded.command, Command::Status);
+  expect_round_trip(encoded, reply, 0, decode_for_client);
+}
+
+TEST(CodecRoundTrip, StatusReplyWithNoWorkers) {
+  const StatusReply reply{.agent = "acme-broker 0.1.0", .uptime_ms = 1};
+  expect_round_trip(encode(reply), reply, 0, decode_for_client);
+}
+
 // ---- §6.3: worker to broker ----
 
 TEST(CodecRoundTrip, Ready) {
@@ -167,6 +216,11 @@ TEST(CodecRoundTrip, Ready) {
   EXPECT_EQ(encoded.signature, "ACMEW1");
   EXPECT_EQ(encoded.command, Command::Ready);
   expect_round_trip(encoded, ready, 0, decode_worker);
+}
+
+TEST(CodecRoundTrip, ReadyWithLaunch) {
+  const Ready ready{.functions = {"square"}, .slots = 2, .launch = "launch-2024-01-02-abcd"};
+  expect_round_trip(encode(ready), ready, 0, decode_worker);
 }
 
 TEST(CodecRoundTrip, ReadyWithNoFunctions) {
@@ -245,17 +299,27 @@ TEST(Encode, HeadersUseTheFieldNamesOfCommandsHpp) {
   EXPECT_THAT(keys_of(encode(Error{}).header), ElementsAre("code", "message"));
   EXPECT_THAT(keys_of(encode(Ready{}).header), ElementsAre("functions", "slots", "prefetch", "host",
                                                            "pid", "cores", "memory", "agent"));
+  EXPECT_THAT(keys_of(encode(Ready{.launch = "L1"}).header),
+              ElementsAre("functions", "slots", "prefetch", "host", "pid", "cores", "memory",
+                          "agent", "launch"));
   EXPECT_THAT(keys_of(encode(TaskResults{}).header), ElementsAre("results"));
   EXPECT_THAT(keys_of(encode(Welcome{}).header), ElementsAre("worker", "heartbeat_ms", "liveness"));
   EXPECT_THAT(keys_of(encode(Tasks{}).header),
               ElementsAre("job", "function", "common", "timeout_ms", "cores", "tasks"));
   EXPECT_THAT(keys_of(encode(CancelTasks{}).header), ElementsAre("job", "tasks"));
+  EXPECT_THAT(keys_of(encode(StatusRequest{}).header), ElementsAre());
+  EXPECT_THAT(keys_of(encode(StatusRequest{.launch = "L1"}).header), ElementsAre("launch"));
+  EXPECT_THAT(keys_of(encode(StatusReply{.workers = {WorkerInfo{}}}).header),
+              ElementsAre("agent", "uptime_ms", "clients", "jobs", "tasks_queued", "tasks_running",
+                          "tasks_done", "tasks_failed", "workers", "workers_omitted"));
   EXPECT_THAT(keys_of(encode_error_info(ErrorInfo{})),
               ElementsAre("message", "kind", "traceback", "host", "pid"));
 }
 
 TEST(Encode, CommandByteIsTheCommand) {
   EXPECT_EQ(encode(Welcome{}).command_byte(), std::byte{0x0A});
+  EXPECT_EQ(encode(StatusRequest{}).command_byte(), std::byte{0x0C});
+  EXPECT_EQ(encode(StatusReply{}).command_byte(), std::byte{0x0C});
 }
 
 // ---- §6.5: error payloads ----
@@ -317,6 +381,7 @@ TEST(Names, Commands) {
   EXPECT_EQ(command_name(Command::Error), "ERROR");
   EXPECT_EQ(command_name(Command::Welcome), "WELCOME");
   EXPECT_EQ(command_name(Command::Tasks), "TASKS");
+  EXPECT_EQ(command_name(Command::Status), "STATUS");
   EXPECT_EQ(command_name(static_cast<Command>(0)), "unknown");
   EXPECT_EQ(command_name(static_cast<Command>(0xFF)), "unknown");
 }

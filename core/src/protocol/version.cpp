@@ -16,6 +16,7 @@ std::string_view command_name(Command command) noexcept {
     case Command::Error: return "ERROR";
     case Command::Welcome: return "WELCOME";
     case Command::Tasks: return "TASKS";
+    case Command::Status: return "STATUS";
   }
   return "unknown";  // a byte read off the wire may be any value
 }

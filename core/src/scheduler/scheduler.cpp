@@ -242,8 +242,10 @@ void Scheduler::maybe_open_window(ClientId id) {
 void Scheduler::finish_task(JobId id, Job& job, bool ok) {
   if (ok) {
     ++job.ok;
+    ++stats_.tasks_ok;
   } else {
     ++job.failed;
+    ++stats_.tasks_failed;
   }
   const auto client = job.client;
   --clients_[index_of(client)].holding;
@@ -293,6 +295,20 @@ std::vector<std::pair<JobId, TaskIndex>> Scheduler::in_flight(WorkerId worker) c
     tasks.emplace_back(task.job, task.index);
   }
   return tasks;
+}
+
+std::uint32_t Scheduler::running(WorkerId worker) const {
+  if (!worker_alive(worker)) return 0;
+  return static_cast<std::uint32_t>(workers_[index_of(worker)].tasks.size());
+}
+
+Load Scheduler::load() const {
+  Load load{.jobs = jobs_.size(), .done = stats_.tasks_ok, .failed = stats_.tasks_failed};
+  for (const auto& [id, job] : jobs_) {
+    load.queued += job.queued();
+    load.running += job.in_flight;
+  }
+  return load;
 }
 
 void Scheduler::heard_from(WorkerId worker, TimePoint now) {

@@ -264,6 +264,9 @@ struct WorkerOptions {
   std::chrono::milliseconds give_up_after{0};
   /// Sent in READY, e.g. "acme-worker 0.1.0".
   std::string agent = "acme-worker";
+  /// Sent in READY (PROTOCOL.md §6.3.1): the id of the acme-launch launch that started this
+  /// worker, so that `acme-launch status` can count its workers; empty: none.
+  std::string launch_id{};
   /// A task abandoned (timed out, cancelled, broker gone) that has not returned this long
   /// after is stuck: the worker stops starting tasks, lets its other running tasks end, says
   /// BYE and run() returns Worker::kRecycle, so that the process can be replaced and its cores

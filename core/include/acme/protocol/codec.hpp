@@ -94,6 +94,10 @@ struct Encoded {
 [[nodiscard]] Encoded encode(const Welcome& command);
 [[nodiscard]] Encoded encode(const Tasks& command);
 [[nodiscard]] Encoded encode(const CancelTasks& command);
+[[nodiscard]] Encoded encode(const StatusRequest& command);
+/// The header may exceed kMaxHeaderBytes when `workers` is long: the broker trims the list
+/// and counts the rest in `workers_omitted` (PROTOCOL.md §6.2.7).
+[[nodiscard]] Encoded encode(const StatusReply& command);
 
 /// Payload frames of an error result (§6.5): a msgpack map {"message", "kind", ...}.
 struct ErrorInfo {

@@ -49,6 +49,13 @@ struct Bye {
   friend bool operator==(const Bye&, const Bye&) = default;
 };
 
+/// §6.1.5 STATUS (draft): asks for the broker's state. Any connection may send it, even as its
+/// first and only message; the broker does not register the sender as a client.
+struct StatusRequest {
+  std::optional<std::string> launch{};  // list only the workers of this launch ("": untagged)
+  friend bool operator==(const StatusRequest&, const StatusRequest&) = default;
+};
+
 // ---- PROTOCOL.md §6.2: broker to client ----
 
 /// §6.2.1 ACCEPT: the broker holds `received` tasks of `job`; the client may send `window`
@@ -93,6 +100,34 @@ struct Error {
   friend bool operator==(const Error&, const Error&) = default;
 };
 
+/// One entry of §6.2.7 STATUS `workers`: a live worker registration.
+struct WorkerInfo {
+  std::uint32_t id = 0;  // as in its WELCOME
+  std::string host{};
+  std::uint32_t pid = 0;
+  std::uint32_t slots = 0;
+  std::uint32_t running = 0;    // tasks assigned to it now (in flight, queued there included)
+  std::string launch{};         // from its READY; empty if none
+  std::uint32_t functions = 0;  // distinct functions it offers
+  friend bool operator==(const WorkerInfo&, const WorkerInfo&) = default;
+};
+
+/// §6.2.7 STATUS (draft): the broker's state when it read the request. Task counts are over
+/// all jobs since the broker started.
+struct StatusReply {
+  std::string agent{};  // implementation and version, e.g. "acme-broker 0.1.0"
+  std::uint64_t uptime_ms = 0;
+  std::uint64_t clients = 0;        // connected clients (sessions)
+  std::uint64_t jobs = 0;           // open jobs
+  std::uint64_t tasks_queued = 0;   // received, not yet dispatched
+  std::uint64_t tasks_running = 0;  // dispatched, not yet finished
+  std::uint64_t tasks_done = 0;     // finished with status ok
+  std::uint64_t tasks_failed = 0;   // finished with another status (failed, timed-out, poisoned)
+  std::vector<WorkerInfo> workers{};
+  std::uint64_t workers_omitted = 0;  // left out of `workers` to keep the header within §5.6
+  friend bool operator==(const StatusReply&, const StatusReply&) = default;
+};
+
 // ---- PROTOCOL.md §6.3: worker to broker ----
 
 /// §6.3.1 READY: the worker joins (or rejoins) and says what it offers.
@@ -105,6 +140,7 @@ struct Ready {
   std::uint32_t cores = 0;   // cores of its machine or allocation (information)
   std::uint64_t memory = 0;  // bytes of memory it may use (information)
   std::string agent{};       // implementation and version, e.g. "acme-worker 0.1.0"
+  std::string launch{};      // the acme-launch launch that started it; empty if none
   friend bool operator==(const Ready&, const Ready&) = default;
 };
 
@@ -160,9 +196,9 @@ struct CancelTasks {
 };
 
 /// What each peer may send (§6 table). The broker decodes the first two; peers the last two.
-using ClientCommand = std::variant<Submit, CancelJob, Heartbeat, Bye>;
+using ClientCommand = std::variant<Submit, CancelJob, Heartbeat, Bye, StatusRequest>;
 using WorkerCommand = std::variant<Ready, TaskResults, Heartbeat, Bye>;
-using ToClientCommand = std::variant<Accept, JobResults, Done, Error, Heartbeat, Bye>;
+using ToClientCommand = std::variant<Accept, JobResults, Done, Error, Heartbeat, Bye, StatusReply>;
 using ToWorkerCommand = std::variant<Welcome, Tasks, CancelTasks, Heartbeat, Bye>;
 
 }  // namespace acme::protocol

@@ -27,6 +27,7 @@ enum class Command : std::uint8_t {
   Error = 0x09,
   Welcome = 0x0A,
   Tasks = 0x0B,
+  Status = 0x0C,  // draft (PROTOCOL.md §6.1.5, §6.2.7)
 };
 
 /// PROTOCOL.md §6.5: how a task ended. Carried per result.

@@ -61,6 +61,18 @@ struct Stats {
   std::uint64_t poisoned = 0;
   std::uint64_t workers_lost = 0;
   std::uint64_t clients_lost = 0;
+  std::uint64_t tasks_ok = 0;      // tasks finished with status ok (delivered to their client)
+  std::uint64_t tasks_failed = 0;  // tasks finished with another status, poisoned included
+};
+
+/// What the broker holds now, for STATUS (PROTOCOL.md §6.2.7).
+struct Load {
+  std::uint64_t jobs = 0;     // open
+  std::uint64_t queued = 0;   // tasks received and not yet dispatched (requeued ones included)
+  std::uint64_t running = 0;  // tasks dispatched and not yet finished
+  std::uint64_t done = 0;     // tasks finished ok since the start (Stats::tasks_ok)
+  std::uint64_t failed = 0;   // tasks finished otherwise since the start (Stats::tasks_failed)
+  friend bool operator==(const Load&, const Load&) = default;
 };
 
 class Scheduler {
@@ -105,6 +117,8 @@ class Scheduler {
   [[nodiscard]] bool worker_alive(WorkerId worker) const;
   /// Tasks (not cores) in flight on the worker, oldest first.
   [[nodiscard]] std::vector<std::pair<JobId, TaskIndex>> in_flight(WorkerId worker) const;
+  /// Tasks (not cores) in flight on the worker; 0 for one that is gone.
+  [[nodiscard]] std::uint32_t running(WorkerId worker) const;
 
   // ---- time ----
   /// Expires silent workers (requeue, poison) and clients (close jobs); fails orphaned jobs.
@@ -120,6 +134,8 @@ class Scheduler {
   [[nodiscard]] const Config& config() const { return config_; }
   [[nodiscard]] std::size_t live_workers() const { return live_workers_; }
   [[nodiscard]] std::size_t open_jobs() const { return jobs_.size(); }
+  /// Task counts over all jobs. O(open jobs): for STATUS, not for every loop iteration.
+  [[nodiscard]] Load load() const;
 
   /// Throws std::logic_error naming the first broken invariant. For tests.
   void check_invariants() const;
