@@ -295,7 +295,9 @@ void Connection::handle(const net::Received& message, Clock::time_point /*now*/)
                  [&](const protocol::JobResults& c) { on_results(c, payload); },
                  [&](const protocol::Done& c) { on_done(c); },
                  [&](const protocol::Error& c) { on_error(c); }, [&](const protocol::Heartbeat&) {},
-                 [&](const protocol::Bye& c) { on_bye(c); }},
+                 [&](const protocol::Bye& c) { on_bye(c); },
+                 // §6.1.5: this connection never asks STATUS (query_status uses its own socket).
+                 [&](const protocol::StatusReply&) {}},
       decoded->command);
 }
 
