@@ -20,6 +20,7 @@ namespace acme {
 namespace {
 
 constexpr auto kEmbeddedGiveUp = std::chrono::seconds(10);
+constexpr auto kLaunchedGiveUp = std::chrono::seconds(600);
 
 /// A count from the environment variable `name`, if it is set to one (>= `least`).
 std::optional<std::uint32_t> count_from_env(const char* name, std::uint32_t least) {
@@ -55,6 +56,12 @@ void serve_if_worker() {
     }
     // The app that started this copy owns the broker: when it is gone for long, so is the job.
     options.give_up_after = kEmbeddedGiveUp;
+    // Started by acme-launch (--worker-cmd): say which launch, and outlive a broker restart
+    // as acme-worker does in a launch.
+    if (const char* launch = std::getenv("ACME_LAUNCH_ID"); launch != nullptr) {  // NOLINT
+      options.launch_id = launch;
+      options.give_up_after = kLaunchedGiveUp;
+    }
     options.agent = std::string(program_invocation_short_name) + " (embedded worker)";
     Worker worker(std::move(options), registry);
     status = worker.run();

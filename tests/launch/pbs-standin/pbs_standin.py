@@ -548,7 +548,17 @@ def qstat(args):
 
 
 # --- qdel -------------------------------------------------------------------------------------
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def kill_all(subs):
+    # The whole session of each sub-job, not just its first process: a script that ignores
+    # SIGTERM outlives the wrapper bash and must still get the SIGKILL (like PBS's kill_delay).
     running = [s for s in subs if s["state"] == "R" and alive(s)]
     for s in running:
         try:
@@ -556,14 +566,13 @@ def kill_all(subs):
         except ProcessLookupError:
             pass
     end = time.time() + 2
-    while time.time() < end and any(alive(s) for s in running):
+    while time.time() < end and any(group_alive(s["pid"]) for s in running):
         time.sleep(0.05)
     for s in running:
-        if alive(s):
-            try:
-                os.killpg(s["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            os.killpg(s["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def qdel(args):
