@@ -20,13 +20,17 @@ skipped() { [[ " ${ACME_CHECK_SKIP:-} " == *" $1 "* ]] && echo "skipped ($1 in A
 # this run started (unless ACME_KEEP_CLUSTERS=1).
 work=""
 clusters_started=0
-cleanup() {
-  [[ -z $work ]] || rm -rf "$work"
+stop_clusters() {
   if ((clusters_started)) && [[ ${ACME_KEEP_CLUSTERS:-0} != 1 ]]; then
     printf '\n== stopping SLURM and SGE (ACME_KEEP_CLUSTERS=1 leaves them up)\n'
     bash scripts/ci/sge-down.sh || true
     bash scripts/ci/slurm-down.sh || true
   fi
+  clusters_started=0
+}
+cleanup() {
+  [[ -z $work ]] || rm -rf "$work"
+  stop_clusters
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -59,6 +63,7 @@ fi
 
 stage "build with -Werror and run every test (cmake --workflow --preset ci)"
 cmake --workflow --preset ci
+stop_clusters  # only the tests above use them: the later stages get the whole machine
 
 stage "unit tests under ASan+UBSan (cmake --workflow --preset ci-asan)"
 skipped asan || cmake --workflow --preset ci-asan
