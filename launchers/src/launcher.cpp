@@ -108,6 +108,10 @@ std::optional<std::uint64_t> parse_duration_s(std::string_view text) {
     text.remove_prefix(colon + 1);
   }
   if (parts.size() > 3) return std::nullopt;
+  // Only the leading field may exceed its unit: "90:00" is 90 minutes, "1:75:00" is a typo.
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i] >= 60) return std::nullopt;
+  }
   std::uint64_t seconds = 0;
   for (const auto part : parts) seconds = seconds * 60 + part;
   if (parts.size() == 1 && days > 0) seconds *= 3600;  // "2-12": days and hours

@@ -4,6 +4,7 @@
 //   acme-launch slurm --partition short --n 10 --cpus-per-worker 4 --time 2:00:00
 //   acme-launch status
 //   acme-launch stop
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -185,7 +186,14 @@ int launch(LaunchOptions& options) {
     throw Error(Errc::BadOptions,
                 fmt::format("--id {}: use letters, digits, '.', '_' and '-'", request.id));
   }
-  if (request.worker_cmd.empty()) {
+  if (request.worker_cmd.empty() && options.dry_run) {
+    // A dry run prints the script for wherever it will run: no worker needs to exist here.
+    const char* named = std::getenv("ACME_WORKER_EXE");  // NOLINT(concurrency-mt-unsafe)
+    request.worker_exe =
+        named != nullptr && *named != '\0'
+            ? std::string(named)
+            : find_program("acme-worker", "ACME_WORKER_EXE", "worker").value_or("acme-worker");
+  } else if (request.worker_cmd.empty()) {
     const auto worker = find_program("acme-worker", "ACME_WORKER_EXE", "worker");
     if (!worker) {
       throw Error(Errc::System,
@@ -602,6 +610,19 @@ int run(int argc, char** argv) {
   stop_command->add_option("--wait", stop_wait, "seconds to wait for the jobs to leave the queue")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  // An unknown first word is most likely a backend acme-launch does not have: say so.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string word = argv[1];
+    auto known = launcher_names();
+    known.insert(known.end(), {"status", "stop", "_supervise"});
+    if (std::find(known.begin(), known.end(), word) == known.end()) {
+      fmt::print(stderr,
+                 "acme-launch: unknown backend or command '{}' (backends: {}; commands: status, "
+                 "stop; see --help)\n",
+                 word, fmt::join(launcher_names(), ", "));
+      return kExitUsage;
+    }
+  }
   std::string dir;
   std::string script;
   std::string log_dir;
