@@ -167,9 +167,10 @@ Client::Client(ClientOptions options) {
     if (configured.source == "$ACME_BROKER") {
       hint = " (from $ACME_BROKER; unset it to run on local workers)";
     } else if (!broker.empty()) {
-      hint = fmt::format(" (from {}, written by acme-launch; acme-launch stop, or remove the "
-                         "file, to run on local workers)",
-                         configured.source);
+      hint = fmt::format(
+          " (from {}, written by acme-launch; acme-launch stop, or remove the "
+          "file, to run on local workers)",
+          configured.source);
     }
   }
   if (broker.empty()) {

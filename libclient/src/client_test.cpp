@@ -70,6 +70,13 @@ TEST_F(ClientTest, EmbeddedDefaultMatchesSerialFor10000InputsInOrder) {
   EXPECT_LT(Clock::now() - started, 60s);
 }
 
+TEST_F(ClientTest, MultiCoreTasksGetLocalWorkersWithThatManySlots) {
+  // No client given, no broker configured: the map starts local workers of 2 slots each.
+  const auto squares =
+      ParallelMap("square", iota(6), MapOptions{.cores = 2}).compute<std::int64_t>();
+  EXPECT_EQ(squares, (std::vector<std::int64_t>{0, 1, 4, 9, 16, 25}));
+}
+
 TEST_F(ClientTest, ScalarsAreBroadcastAndKwReachEveryCall) {
   Client client(local());
   const auto sums =

@@ -152,7 +152,18 @@ JobSpec ParallelMap::job_spec() const {
 }
 
 Client& ParallelMap::client() const {
-  return options_.client != nullptr ? *options_.client : default_client();
+  if (options_.client != nullptr) return *options_.client;
+  if (options_.cores > 1 && configured_broker().endpoint.empty()) {
+    // The default client's local workers have one slot each: a task of C cores needs workers
+    // of C slots (each pins its tasks to cores of their own).
+    if (!own_client_) {
+      ClientOptions options;
+      options.local_worker_slots = options_.cores;
+      own_client_ = std::make_shared<Client>(options);
+    }
+    return *own_client_;
+  }
+  return default_client();
 }
 
 ResultStream ParallelMap::stream() {

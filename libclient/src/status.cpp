@@ -42,7 +42,8 @@ BrokerStatus to_status(const std::string& endpoint, protocol::StatusReply&& repl
                       .tasks_done = reply.tasks_done,
                       .tasks_failed = reply.tasks_failed,
                       .workers = {},
-                      .workers_omitted = reply.workers_omitted};
+                      .workers_omitted = reply.workers_omitted,
+                      .restricted_to = {}};
   status.workers.reserve(reply.workers.size());
   for (auto& worker : reply.workers) {
     status.workers.push_back(WorkerStatus{.id = worker.id,
@@ -88,7 +89,7 @@ std::size_t BrokerStatus::workers_of(std::string_view launch) const {
   const auto listed = static_cast<std::size_t>(std::count_if(
       workers.begin(), workers.end(), [&](const WorkerStatus& w) { return w.launch == launch; }));
   // Restricted to this launch, the omitted ones are this launch's too.
-  const bool restricted = !this->launch.empty() && this->launch == launch;
+  const bool restricted = !restricted_to.empty() && restricted_to == launch;
   return listed + (restricted ? static_cast<std::size_t>(workers_omitted) : 0);
 }
 
@@ -142,7 +143,7 @@ BrokerStatus query_status(const std::string& endpoint, milliseconds timeout,
     }
     if (auto* reply = std::get_if<protocol::StatusReply>(&decoded->command)) {
       auto status = to_status(endpoint, std::move(*reply));
-      status.launch = launch;
+      status.restricted_to = launch;
       return status;
     }
     if (auto error = refusal(endpoint, decoded->command)) throw *error;

@@ -75,8 +75,9 @@ struct MapOptions {
   bool retry_on_error = false;
   /// Longest run time of one task; 0: no limit.
   std::chrono::milliseconds timeout{0};
-  /// Cores per task (JobSpec::cores). The default client's local workers have one slot each:
-  /// for cores > 1 pass a Client whose ClientOptions::local_worker_slots is at least this.
+  /// Cores per task (JobSpec::cores). With no client and no configured broker, a map with
+  /// cores > 1 runs on local workers of its own with `cores` slots each (the default client's
+  /// have one), kept while the ParallelMap lives.
   std::uint32_t cores = 1;
 };
 
@@ -219,6 +220,7 @@ class ParallelMap {
   MapOptions options_{};
   std::optional<std::uint64_t> resolved_for_{};  // options_.n_inputs when resolve() ran
   std::uint64_t n_inputs_ = 0;
+  mutable std::shared_ptr<Client> own_client_{};  // multi-core tasks on local workers
 };
 
 }  // namespace acme

@@ -33,7 +33,7 @@ struct BrokerStatus {
   /// Live workers left out of `workers` to keep the reply small (thousands of workers).
   std::uint64_t workers_omitted = 0;
   /// The launch the request was restricted to; empty: all workers.
-  std::string launch;
+  std::string restricted_to;
 
   /// Workers whose launch tag is `launch` (exact also beyond the listed ones when the request
   /// was restricted to that launch).
