@@ -33,17 +33,24 @@ time_acme() {  # backend -> one line per rep: seconds to 2 workers online
 }
 
 time_dask() {
-  for ((i = 0; i < reps; i++)); do
-    timeout 120 /usr/bin/python3 - <<'PY' 2>/dev/null
+  # A file with a __main__ guard: dask's worker processes re-import the main module.
+  cat >"$ACME_HOME/dask_startup.py" <<'PY'
 import time
-t0 = time.perf_counter()
-from distributed import Client, LocalCluster
-cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-client = Client(cluster)
-client.wait_for_workers(2)
-print(time.perf_counter() - t0)
-client.close(); cluster.close()
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    client = Client(cluster)
+    client.wait_for_workers(2)
+    print(f"{time.perf_counter() - t0:.3f}")
+    client.close()
+    cluster.close()
 PY
+  for ((i = 0; i < reps; i++)); do
+    (cd "$ACME_HOME" && timeout 120 /usr/bin/python3 dask_startup.py 2>"$ACME_HOME/dask_err" | tail -1) ||
+      { tail -5 "$ACME_HOME/dask_err" >&2; return 1; }
   done
 }
 
