@@ -3,6 +3,7 @@
 // (a crash, the OOM killer) with a back-off, and stops them on SIGTERM or when the broker ends.
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -50,7 +51,7 @@ class LocalLauncher final : public Launcher {
   [[nodiscard]] JobState poll(const std::string& job, const std::string& launch_dir,
                               Runner /*run*/) const override {
     JobState state;
-    if (!process_is(std::stoi(job), "_supervise")) {
+    if (!process_is(supervisor_pid(job), "_supervise")) {
       state.gone = true;
       return state;
     }
@@ -76,7 +77,16 @@ class LocalLauncher final : public Launcher {
   }
 
   [[nodiscard]] Argv cancel_command(const std::string& job) const override {
+    // Only our supervisor: after a reboot the pid may be anybody's.
+    if (!process_is(supervisor_pid(job), "_supervise")) return {"true"};
     return {"kill", "-TERM", job};
+  }
+
+ private:
+  static pid_t supervisor_pid(const std::string& job) {
+    pid_t pid = 0;
+    const auto [end, error] = std::from_chars(job.data(), job.data() + job.size(), pid);
+    return error == std::errc{} && end == job.data() + job.size() ? pid : 0;
   }
 };
 
@@ -96,6 +106,7 @@ pid_t spawn_worker(const std::string& script, const std::string& log_dir, std::u
   ::signal(SIGTERM, SIG_DFL);
   ::signal(SIGINT, SIG_DFL);
   ::signal(SIGHUP, SIG_DFL);
+  ::signal(SIGPIPE, SIG_DFL);
   const auto log_path = fmt::format("{}/acme-worker-{}.log", log_dir, index);
   const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (log >= 0) {

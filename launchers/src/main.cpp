@@ -11,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <thread>
 
@@ -52,11 +53,20 @@ void install_signal_handlers() {
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGTERM, &action, nullptr);
   ::sigaction(SIGHUP, &action, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // children get SIG_DFL back before exec (system.cpp, local.cpp)
+}
+
+/// Writes to stderr and never fails: a closed pipe or a hung-up terminal must not stop the
+/// cleanup that follows (SIGPIPE is ignored, write errors are dropped).
+template <class... Args>
+void eprint(fmt::format_string<Args...> format, Args&&... args) {
+  const auto text = fmt::format(format, std::forward<Args>(args)...);
+  (void)!::write(2, text.data(), text.size());
 }
 
 template <class... Args>
 void say(fmt::format_string<Args...> format, Args&&... args) {
-  fmt::print(stderr, "acme-launch: {}\n", fmt::format(format, std::forward<Args>(args)...));
+  eprint("acme-launch: {}\n", fmt::format(format, std::forward<Args>(args)...));
 }
 
 /// Sleeps `duration` unless interrupted first.
@@ -126,11 +136,18 @@ bool stop_broker(const Record& record) {
   return true;
 }
 
-bool tear_down(const Launcher& launcher, const Record& record, std::chrono::milliseconds wait) {
+bool tear_down(const Launcher& launcher, Record record, std::chrono::milliseconds wait) {
   const bool job_gone = cancel_job(launcher, record, wait);
   const bool broker_gone = stop_broker(record);
   unpublish_broker(record);
-  retire(record);
+  if (job_gone && broker_gone) {
+    retire(record);
+  } else {
+    // Keep what is left reachable by a later `acme-launch stop` (e.g. on the broker's host).
+    if (job_gone) record.job.clear();
+    if (broker_gone) record.broker_pid = 0;
+    save(record);
+  }
   return job_gone && broker_gone;
 }
 
@@ -153,8 +170,11 @@ void show_worker_log(const Record& record) {
     return;
   }
   say("last lines of {}:", log);
-  fmt::print(stderr, "{}", tail_file(log, 15));
+  eprint("{}", tail_file(log, 15));
 }
+
+int submit_and_wait(const Launcher& launcher_ref, LaunchOptions& options, Record& record,
+                    const std::function<int(int)>& fail);
 
 int launch(LaunchOptions& options) {
   auto& request = options.request;
@@ -235,6 +255,7 @@ int launch(LaunchOptions& options) {
   }
   fs::create_directories(dir);
   fs::create_directories(request.log_dir);
+  fs::remove(dir / "supervisor.state");  // a stopped launch of the same --id left it
 
   Record record;
   record.id = request.id;
@@ -268,15 +289,29 @@ int launch(LaunchOptions& options) {
   }
   record.broker = request.broker;
   record.broker_pid = request.broker_pid;
-  save(record);
 
-  auto fail = [&](int code) {
+  const std::function<int(int)> fail = [&](int code) {
     say("{} and stopping {}",
         record.job.empty() ? "cancelling nothing" : "cancelling job " + record.job,
         record.broker_pid > 0 ? "the broker" : "nothing else");
     tear_down(*launcher, record, 20s);
     return code;
   };
+  // From here on a broker runs (and later a job): whatever goes wrong, they are cleaned up.
+  try {
+    return submit_and_wait(*launcher, options, record, fail);
+  } catch (const std::exception& e) {
+    say("error: {}", e.what());
+    return fail(kExitError);
+  }
+}
+
+int submit_and_wait(const Launcher& launcher_ref, LaunchOptions& options, Record& record,
+                    const std::function<int(int)>& fail) {
+  const auto* launcher = &launcher_ref;
+  auto& request = options.request;
+  const fs::path dir = record.dir;
+  save(record);
 
   // The job.
   const auto script_path = (dir / "job.sh").string();
@@ -294,9 +329,12 @@ int launch(LaunchOptions& options) {
     say("submitting failed ({}): {}{}",
         submitted.timed_out ? "timed out" : fmt::format("exit {}", submitted.status), submitted.err,
         submitted.out);
-    if (submitted.timed_out) {
-      say("the submit command timed out: check with the scheduler whether job {} exists",
-          request.id);
+    // A submit that failed late may still have created the job: cancel what it named.
+    if (const auto partial = launcher->parse_job_id(submitted.out)) record.job = *partial;
+    if (submitted.timed_out && record.job.empty()) {
+      say("the scheduler may have queued the job anyway: look for a job named '{}' (script {}) "
+          "and cancel it",
+          request.job_name, script_path);
     }
     return fail(kExitError);
   }
@@ -322,16 +360,16 @@ int launch(LaunchOptions& options) {
   std::size_t online = 0;
   while (true) {
     if (interrupted != 0) {
-      if (tty) fmt::print(stderr, "\n");
+      if (tty) eprint("\n");
       say("interrupted");
       return fail(kExitInterrupted);
     }
     try {
       online = query_status(record.broker, 2s, record.id).workers_of(record.id);
     } catch (const Error& e) {
-      if (tty) fmt::print(stderr, "\n");
+      if (tty) eprint("\n");
       say("the broker stopped answering: {}", e.what());
-      if (record.broker_pid > 0) fmt::print(stderr, "{}", tail_file(dir / "broker.log", 10));
+      if (record.broker_pid > 0) eprint("{}", tail_file(dir / "broker.log", 10));
       return fail(kExitError);
     }
     if (Clock::now() >= next_poll) {
@@ -342,7 +380,7 @@ int launch(LaunchOptions& options) {
     const auto line = progress_line(online, record, state, reason);
     if (line != shown) {
       if (tty) {
-        fmt::print(stderr, "\r\033[Kacme-launch: {}", line);
+        eprint("\r\033[Kacme-launch: {}", line);
       } else {
         say("{}", line);
       }
@@ -352,7 +390,7 @@ int launch(LaunchOptions& options) {
     const bool all_ended = state.error.empty() && (state.gone || state.ended >= record.workers) &&
                            (request.backend == "local" || state.pending + state.running == 0);
     if (online == 0 && all_ended) {
-      if (tty) fmt::print(stderr, "\n");
+      if (tty) eprint("\n");
       say("every worker ended before reaching the broker");
       show_worker_log(record);
       return fail(kExitError);
@@ -360,7 +398,7 @@ int launch(LaunchOptions& options) {
     if (Clock::now() >= deadline) break;
     nap(250ms);
   }
-  if (tty) fmt::print(stderr, "\n");
+  if (tty) eprint("\n");
   const auto waited = std::chrono::duration<double>(Clock::now() - started).count();
   if (online < record.workers) {
     if (state.pending > 0 && reason.empty()) {
@@ -426,7 +464,8 @@ nlohmann::json describe(const Record& record) {
     entry["workers_online"] = 0;
   }
   auto launcher = make_launcher(record.backend);
-  if (launcher && (record.backend != "local" || record.host == host_name())) {
+  if (launcher && !record.job.empty() &&
+      (record.backend != "local" || record.host == host_name())) {
     const auto state = launcher->poll(record.job, record.dir, run_scheduler_command);
     entry["jobs_pending"] = state.pending;
     entry["jobs_running"] = state.running;
@@ -510,7 +549,7 @@ int stop(const std::string& id, bool all, double wait_s) {
     if (records.empty() && active.size() == 1) records = active;
     if (records.empty() && active.size() > 1) {
       say("{} active launches: name one with --id or use --all", active.size());
-      for (const auto& record : active) fmt::print(stderr, "  {}\n", record.id);
+      for (const auto& record : active) eprint("  {}\n", record.id);
       return kExitError;
     }
   }
@@ -616,10 +655,10 @@ int run(int argc, char** argv) {
     auto known = launcher_names();
     known.insert(known.end(), {"status", "stop", "_supervise"});
     if (std::find(known.begin(), known.end(), word) == known.end()) {
-      fmt::print(stderr,
-                 "acme-launch: unknown backend or command '{}' (backends: {}; commands: status, "
-                 "stop; see --help)\n",
-                 word, fmt::join(launcher_names(), ", "));
+      eprint(
+          "acme-launch: unknown backend or command '{}' (backends: {}; commands: status, "
+          "stop; see --help)\n",
+          word, fmt::join(launcher_names(), ", "));
       return kExitUsage;
     }
   }
@@ -658,10 +697,10 @@ int main(int argc, char** argv) {
   try {
     return acme::launch::run(argc, argv);
   } catch (const acme::Error& e) {
-    fmt::print(stderr, "acme-launch: error: {}\n", e.what());
+    acme::launch::eprint("acme-launch: error: {}\n", e.what());
     return e.code() == acme::Errc::BadOptions ? 2 : 1;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "acme-launch: error: {}\n", e.what());
+    acme::launch::eprint("acme-launch: error: {}\n", e.what());
     return 1;
   }
 }

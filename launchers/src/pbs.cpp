@@ -67,8 +67,11 @@ class PbsLauncher final : public Launcher {
     JobState state;
     const auto result = run({"qstat", "-f", "-t", job});
     if (result.status != 0) {
-      if (result.err.find("Unknown Job Id") != std::string::npos || result.status == 153) {
-        state.gone = true;  // every sub-job ended and left qstat
+      // Ended and gone (153), or ended and in PBS Pro's job history ("Job has finished, use
+      // -x or -H", 35).
+      if (result.err.find("Unknown Job Id") != std::string::npos || result.status == 153 ||
+          result.err.find("Job has finished") != std::string::npos || result.status == 35) {
+        state.gone = true;
       } else {
         state.error = result.timed_out ? "qstat timed out" : "qstat: " + result.err;
       }

@@ -113,13 +113,8 @@ class SgeLauncher final : public Launcher {
         ++state.pending;
         error_state = true;
       } else if (letters.find('r') != std::string_view::npos ||
-                 letters.find('t') != std::string_view::npos ||
-                 letters.find('R') != std::string_view::npos) {
-        if (letters.find('d') != std::string_view::npos) {
-          ++state.ended;  // being deleted
-        } else {
-          ++state.running;
-        }
+                 letters.find('t') != std::string_view::npos) {
+        ++state.running;  // also "dr": being deleted, still running until it is gone
       } else if (letters.find('d') != std::string_view::npos) {
         ++state.ended;
       } else {

@@ -69,6 +69,7 @@ CommandResult run_command(const Argv& argv, std::chrono::milliseconds timeout) {
     ::dup2(err[1], 2);
     ::signal(SIGINT, SIG_DFL);
     ::signal(SIGTERM, SIG_DFL);
+    ::signal(SIGPIPE, SIG_DFL);
     ::execvp(args[0], args.data());
     const auto message = fmt::format("{}: {}\n", argv[0], std::strerror(errno));
     (void)!::write(2, message.data(), message.size());
@@ -230,6 +231,7 @@ StartedBroker start_broker(const std::string& exe, const std::string& address,
     ::dup2(log, 2);
     ::signal(SIGINT, SIG_DFL);
     ::signal(SIGTERM, SIG_DFL);
+    ::signal(SIGPIPE, SIG_DFL);
     ::execv(args[0], args.data());
     ::_exit(127);
   }

@@ -47,6 +47,14 @@ fi
 # 2. daemons: execd first (it spools under whatever name it resolved for itself)
 for f in "$SPOOL"/execd/*/execd.pid; do stop "$f" sge_execd; done
 stop "$SPOOL/qmaster/qmaster.pid" sge_qmaster
+# A daemon that never got as far as its pid file (e.g. an up that timed out) goes too.
+for daemon in sge_execd sge_qmaster; do
+  if pkill -x "$daemon" 2>/dev/null; then
+    log "stopping $daemon (no pid file)"
+    for _ in $(seq 20); do pgrep -x "$daemon" >/dev/null || break; sleep 0.5; done
+    pkill -9 -x "$daemon" 2>/dev/null || true
+  fi
+done
 
 # 3. optional purge: back to the state right after package installation
 if [ "$PURGE" = 1 ]; then

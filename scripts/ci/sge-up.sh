@@ -59,6 +59,12 @@ q() {  # qconf, quiet unless it fails
 
 # --- 1. hostname must resolve ----------------------------------------------
 H=$(hostname)
+# qmaster resolves the address of every client, local ones too: 127.0.0.1 must have a name
+# (a minimal root or container may come with an empty /etc/hosts).
+if ! getent hosts 127.0.0.1 >/dev/null; then
+  log "127.0.0.1 has no name; adding localhost to /etc/hosts"
+  echo "127.0.0.1 localhost" >>/etc/hosts
+fi
 if ! getent hosts "$H" >/dev/null; then
   log "hostname $H does not resolve; adding it to /etc/hosts"
   echo "127.0.1.1 $H" >>/etc/hosts
