@@ -65,9 +65,11 @@ if ! getent hosts 127.0.0.1 >/dev/null; then
   log "127.0.0.1 has no name; adding localhost to /etc/hosts"
   echo "127.0.0.1 localhost" >>/etc/hosts
 fi
+# On 127.0.0.1, the address local clients connect from: its other name (localhost) is made an
+# alias of $H below, so qmaster accepts them.
 if ! getent hosts "$H" >/dev/null; then
   log "hostname $H does not resolve; adding it to /etc/hosts"
-  echo "127.0.1.1 $H" >>/etc/hosts
+  echo "127.0.0.1 $H" >>/etc/hosts
 fi
 
 # --- 2. packages (non-interactive: preseed debconf) ------------------------
