@@ -476,14 +476,18 @@ nlohmann::json describe(const Record& record) {
   return entry;
 }
 
+/// The active launch `id`, or a message saying there is none.
+std::optional<Record> load_named(const std::string& id) {
+  auto record = load(id);
+  if (!record) say("no active launch named {} in {}", id, launches_dir());
+  return record;
+}
+
 int status(const std::string& id, bool json) {
   std::vector<Record> records;
   if (!id.empty()) {
-    auto record = load(id);
-    if (!record) {
-      say("no active launch named {} in {}", id, launches_dir());
-      return kExitError;
-    }
+    auto record = load_named(id);
+    if (!record) return kExitError;
     records.push_back(*record);
   } else {
     records = load_all();
@@ -534,11 +538,8 @@ int stop(const std::string& id, bool all, double wait_s) {
   if (all) {
     records = load_all();
   } else if (!id.empty()) {
-    auto record = load(id);
-    if (!record) {
-      say("no active launch named {} in {}", id, launches_dir());
-      return kExitError;
-    }
+    auto record = load_named(id);
+    if (!record) return kExitError;
     records.push_back(*record);
   } else {
     auto active = load_all();

@@ -128,6 +128,18 @@ bool executable(const fs::path& path) {
   return ::access(path.c_str(), X_OK) == 0 && fs::is_regular_file(path);
 }
 
+/// `name` in the first directory of $PATH that has it as an executable.
+std::optional<std::string> search_path(const std::string& name) {
+  const char* path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe)
+  std::stringstream dirs(path != nullptr ? path : "");
+  for (std::string entry; std::getline(dirs, entry, ':');) {
+    if (!entry.empty() && executable(fs::path(entry) / name)) {
+      return fs::absolute(fs::path(entry) / name).string();
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::string> find_program(const std::string& name, const char* env_var,
@@ -140,23 +152,11 @@ std::optional<std::string> find_program(const std::string& name, const char* env
   for (const auto& candidate : {dir / name, dir.parent_path() / subdir / name}) {
     if (executable(candidate)) return fs::absolute(candidate).lexically_normal().string();
   }
-  const char* path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe)
-  std::stringstream dirs(path != nullptr ? path : "");
-  for (std::string entry; std::getline(dirs, entry, ':');) {
-    if (!entry.empty() && executable(fs::path(entry) / name)) {
-      return fs::absolute(fs::path(entry) / name).string();
-    }
-  }
-  return std::nullopt;
+  return search_path(name);
 }
 
 bool on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe)
-  std::stringstream dirs(path != nullptr ? path : "");
-  for (std::string entry; std::getline(dirs, entry, ':');) {
-    if (!entry.empty() && executable(fs::path(entry) / name)) return true;
-  }
-  return false;
+  return search_path(name).has_value();
 }
 
 namespace {

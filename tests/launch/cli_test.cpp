@@ -102,5 +102,21 @@ TEST_F(LaunchCli, StatusWithNoLaunchesSaysNone) {
   EXPECT_EQ(Json::parse(json.out, nullptr, false), Json::array()) << json.out;
 }
 
+TEST_F(LaunchCli, UnknownInterfaceIsAUsageErrorListingTheInterfaces) {
+  const auto run = acme_launch({"slurm", "--dry-run", "--n", "1", "--interface", "nosuch0"}, 30s);
+  expect_usage_error(run, "nosuch0");
+  EXPECT_TRUE(contains(run.err, "lo (127.0.0.1)")) << run.err;
+}
+
+TEST_F(LaunchCli, UnreachableBrokerFailsNamingItAndLeavesNoLaunch) {
+  const auto run =
+      acme_launch({"local", "--n", "1", "--broker", "tcp://127.0.0.1:1", "--id", "nobroker"}, 30s);
+  EXPECT_EQ(run.code, 1) << run.out << run.err;
+  EXPECT_TRUE(contains(run.err, "no broker answered at tcp://127.0.0.1:1")) << run.err;
+  EXPECT_FALSE(fs::exists(broker_file()));
+  EXPECT_TRUE(contains(acme_launch({"status"}, 30s).out, "no active launch"));
+}
+
 }  // namespace
+
 }  // namespace acme::launch_test
