@@ -58,8 +58,6 @@ class Launcher {
  public:
   virtual ~Launcher() = default;
 
-  [[nodiscard]] virtual std::string_view name() const = 0;
-
   /// The job script: directives for the scheduler, then worker_body(request).
   [[nodiscard]] virtual std::string script(const Request& request) const = 0;
 

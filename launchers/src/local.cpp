@@ -25,7 +25,6 @@ constexpr std::string_view kStateFile = "supervisor.state";
 
 class LocalLauncher final : public Launcher {
  public:
-  [[nodiscard]] std::string_view name() const override { return "local"; }
   [[nodiscard]] std::string_view directive() const override { return "#"; }
 
   [[nodiscard]] std::string script(const Request& request) const override {

@@ -19,7 +19,6 @@ std::string_view trim(std::string_view text) {
 
 class PbsLauncher final : public Launcher {
  public:
-  [[nodiscard]] std::string_view name() const override { return "pbs"; }
   [[nodiscard]] std::string_view directive() const override { return "#PBS"; }
 
   [[nodiscard]] std::string script(const Request& request) const override {

@@ -55,7 +55,6 @@ std::string scheduling_info(std::string_view text) {
 
 class SgeLauncher final : public Launcher {
  public:
-  [[nodiscard]] std::string_view name() const override { return "sge"; }
   [[nodiscard]] std::string_view directive() const override { return "#$"; }
 
   [[nodiscard]] std::string script(const Request& request) const override {

@@ -10,7 +10,6 @@ namespace {
 
 class SlurmLauncher final : public Launcher {
  public:
-  [[nodiscard]] std::string_view name() const override { return "slurm"; }
   [[nodiscard]] std::string_view directive() const override { return "#SBATCH"; }
 
   [[nodiscard]] std::string script(const Request& request) const override {
