@@ -13,6 +13,8 @@ packages=(
   # tests and benchmarks (python3: the PBS stand-in of the launcher tests; the SLURM and SGE
   # packages are installed by scripts/ci/slurm-up.sh and sge-up.sh)
   libgtest-dev libgmock-dev libbenchmark-dev python3
+  # the Python package (clients/python) and its pytest tests
+  python3-zmq python3-msgpack python3-cloudpickle python3-numpy python3-h5py python3-pytest
   # CI gates: formatting, tidy, the clang build with libFuzzer and sanitizer runtimes
   clang-14 clang-format-14 clang-tidy-14 libclang-rt-14-dev
 )

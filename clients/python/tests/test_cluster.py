@@ -1,0 +1,191 @@
+"""acme.cluster.LocalCluster with real processes: acme-broker and `python -m acme.worker`.
+
+Every wait is bounded; the cluster's socket is ipc:// under its private temp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+
+import msgpack
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_ROOT = os.path.join(HERE, "..")
+sys.path.insert(0, PACKAGE_ROOT)
+
+from acme import cluster as acme_cluster  # noqa: E402
+from acme import protocol as P  # noqa: E402
+from acme.client import AcmeError  # noqa: E402
+from acme.cluster import LocalCluster  # noqa: E402
+
+BROKER_EXE = os.environ.get("ACME_BROKER_EXE", "/work/main/build/dev/broker/acme-broker")
+HAVE_WORKER = os.path.exists(os.path.join(PACKAGE_ROOT, "acme", "worker.py"))
+
+pytestmark = [
+    pytest.mark.skipif(not HAVE_WORKER, reason="acme/worker.py (python -m acme.worker) is not "
+                                               "written yet"),
+    pytest.mark.skipif(not os.access(BROKER_EXE, os.X_OK),
+                       reason=f"acme-broker ({BROKER_EXE}) not built: set ACME_BROKER_EXE"),
+]
+
+
+@pytest.fixture(autouse=True)
+def broker_exe(monkeypatch):
+    monkeypatch.setenv("ACME_BROKER_EXE", BROKER_EXE)
+
+
+def pack(value) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def gone(pid: int) -> bool:
+    """True when the process has ended (a zombie nobody reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            state = file.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_gone(pids, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [pid for pid in pids if not gone(pid)]
+        if not alive:
+            return []
+        if time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def test_two_workers_start_fast_and_run_echo():
+    started = time.monotonic()
+    cluster = LocalCluster(2)
+    try:
+        elapsed = time.monotonic() - started
+        assert elapsed < 5.0, f"LocalCluster(2) took {elapsed:.1f} s to start"
+        status = cluster.status()
+        assert len(status["workers"]) == 2
+        assert {w["pid"] for w in status["workers"]} == {w.pid for w in cluster.workers}
+        assert cluster.endpoint.startswith("ipc://")
+        client = cluster.client()
+        assert cluster.client() is client
+        n = 500
+        job = client.submit("echo", (pack([i, "x"]) for i in range(n)), n)
+        results = [r for batch in job.batches(timeout=30) for r in batch]
+        assert sorted(r.index for r in results) == list(range(n))
+        assert all(r.status == P.OK for r in results)
+        assert all(msgpack.unpackb(r.payload) == [r.index, "x"] for r in results)
+    finally:
+        cluster.close()
+
+
+def test_close_leaves_no_process():
+    with LocalCluster(2) as cluster:
+        pids = cluster.pids
+        log_dir = cluster.log_dir
+        assert len(pids) == 3 and not any(gone(pid) for pid in pids)
+        client = cluster.client()
+    started = time.monotonic()
+    cluster.close()  # idempotent
+    assert time.monotonic() - started < 1
+    assert wait_gone(pids, 0.1) == []  # close() waited for them
+    assert not os.path.exists(log_dir)
+    assert client.closed
+    with pytest.raises(AcmeError, match="closed"):
+        cluster.client()
+
+
+def test_killed_client_leaves_nothing_behind():
+    """The cluster's owner SIGKILLed: PR_SET_PDEATHSIG ends the broker and the workers."""
+    program = textwrap.dedent(f"""
+        import json, sys, time
+        sys.path.insert(0, {PACKAGE_ROOT!r})
+        from acme.cluster import LocalCluster
+        cluster = LocalCluster(2, slots_per_worker=2)
+        status = cluster.status()
+        print(json.dumps({{"pids": cluster.pids, "dir": cluster.log_dir,
+                          "registered": [w["pid"] for w in status["workers"]]}}), flush=True)
+        time.sleep(120)
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    info = {}
+    try:
+        line = ""
+        deadline = time.monotonic() + 30
+        import selectors
+        with selectors.DefaultSelector() as selector:
+            selector.register(owner.stdout, selectors.EVENT_READ)
+            while not line:
+                assert time.monotonic() < deadline, "the cluster in the child did not start"
+                assert owner.poll() is None, f"the child failed: {owner.stderr.read()}"
+                if selector.select(timeout=0.5):
+                    line = owner.stdout.readline()
+        info = json.loads(line)
+        pids = set(info["pids"]) | set(info["registered"])
+        assert len(info["registered"]) == 4  # 2 workers x 2 single-slot processes
+        assert not any(gone(pid) for pid in pids)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        alive = wait_gone(pids, 15)
+        assert alive == [], f"processes outlived their SIGKILLed client: {alive}"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)
+        if info.get("dir"):  # nobody was left to remove it
+            shutil.rmtree(info["dir"], ignore_errors=True)
+
+
+def test_missing_broker(monkeypatch, tmp_path):
+    monkeypatch.setenv("ACME_BROKER_EXE", str(tmp_path / "no-such-acme-broker"))
+    with pytest.raises(AcmeError, match="acme-broker not found: \\$ACME_BROKER_EXE is .*"
+                                        "no-such-acme-broker"):
+        LocalCluster(1)
+    monkeypatch.delenv("ACME_BROKER_EXE")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "acme._paths", types.SimpleNamespace(BIN_DIR=str(tmp_path)))
+    with pytest.raises(AcmeError, match="acme-broker not found.*ACME_BROKER_EXE"):
+        LocalCluster(1)
+
+
+def test_worker_that_cannot_start(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # "python -m acme.worker" exits 1
+    started = time.monotonic()
+    with pytest.raises(AcmeError, match="0 of 1 workers registered; Python worker 0 .*exited "
+                                        "with status 1"):
+        LocalCluster(1, start_timeout=30)
+    assert time.monotonic() - started < 10  # seen as the worker exits, not at the timeout
+
+
+def test_wait_for_workers_names_how_many_came():
+    with LocalCluster(1) as cluster:
+        assert cluster.wait_for_workers(1, timeout=5) == 1
+        started = time.monotonic()
+        with pytest.raises(AcmeError, match="only 1 of 3 workers registered .* within 0.5 s"):
+            cluster.wait_for_workers(3, timeout=0.5)
+        assert time.monotonic() - started < 3
+
+
+def test_default_workers_and_registry():
+    assert acme_cluster.get_default() is None
+    cluster = LocalCluster()
+    try:
+        assert cluster.n_workers == len(os.sched_getaffinity(0))
+        assert len(cluster.status()["workers"]) == cluster.n_workers
+        acme_cluster.set_default(cluster)
+        assert acme_cluster.get_default() is cluster
+    finally:
+        cluster.close()
+    assert acme_cluster.get_default() is None  # close() forgets it
