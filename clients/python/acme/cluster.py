@@ -228,17 +228,19 @@ class LocalCluster:
         paths = [p if p else os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.pop("ACME_BROKER", None)  # the worker's endpoint is --connect
+        # One supervisor runs every slot as a single-slot worker process and restarts one that
+        # dies (a task that crashes its worker must not shrink the pool until the map hangs).
         worker_argv = [sys.executable, "-m", "acme.worker", "--connect", self.endpoint,
-                       "--slots", str(self.slots_per_worker), "--parent-pid", str(os.getpid())]
+                       "--slots", str(self.n_workers * self.slots_per_worker), "--supervise",
+                       "--parent-pid", str(os.getpid())]
         self.workers: list[subprocess.Popen] = []
-        for i in range(self.n_workers):
-            try:
-                worker = self._spawner.call(lambda: popen(worker_argv, f"worker-{i}.log", env))
-            except OSError as exc:
-                raise AcmeError(f"cannot start a Python worker ({sys.executable} -m acme.worker): "
-                                f"{exc}") from None
-            self.workers.append(worker)
-            self._processes.append(worker)
+        try:
+            worker = self._spawner.call(lambda: popen(worker_argv, "worker-0.log", env))
+        except OSError as exc:
+            raise AcmeError(f"cannot start the Python workers ({sys.executable} -m acme.worker): "
+                            f"{exc}") from None
+        self.workers.append(worker)
+        self._processes.append(worker)
 
     def _problem(self) -> str | None:
         """Why the cluster cannot come up: a child that has exited, with its log's tail."""

@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -487,6 +488,9 @@ class Worker:
         self._running: list[Task] = []
         self._free_cores = slots
         self._done: list = []  # (job, index, status, frame) to send
+        # Every call on the socket holds _sock_lock (taken after _lock when both are held): the
+        # I/O thread's, and a task thread's sending its own result (see _task_thread).
+        self._sock_lock = threading.Lock()
         self._recycling = False
         self._closing = False
         self._wake_r, self._wake_w = os.pipe()
@@ -498,7 +502,7 @@ class Worker:
         # The I/O thread's own state.
         self._context: zmq.Context | None = None
         self._socket: zmq.Socket | None = None
-        self._poller: zmq.Poller | None = None
+        self._poller: select.poll | None = None  # the socket's ZMQ_FD and the wake-up pipe
         self._state = DISCONNECTED
         self._jobs: dict[int, _JobState] = {}
         self._heartbeat = DEFAULT_HEARTBEAT
@@ -526,6 +530,8 @@ class Worker:
 
     def run(self) -> int:
         self._context = zmq.Context()
+        self._poller = select.poll()
+        self._poller.register(self._wake_r, select.POLLIN)
         for i in range(self.slots):
             thread = threading.Thread(target=self._task_thread, name=f"acme-task-{i}",
                                       daemon=True)
@@ -567,18 +573,17 @@ class Worker:
                 self._connect(now)
 
             timeout = max(0.0, min(self._next_wakeup(now) - now, 1.0))
-            try:
-                events = self._poller.poll(timeout * 1000) if self._poller else []
-            except zmq.ZMQError as error:
-                if error.errno != zmq.EINTR:
-                    raise
-                events = []
+            if self._socket is not None and self._input_pending():
+                timeout = 0.0  # a send of ours may have taken the ZMQ_FD's signal for it
+            if self._poller is not None:
+                # ZMQ_FD only says "look at ZMQ_EVENTS": _receive_all always looks.
+                self._poller.poll(math.ceil(timeout * 1000))
+            else:
+                time.sleep(timeout)
             now = time.monotonic()
             self._drain_wake()
-            # Results leave before anything else: if the next task kills the process, the
-            # broker must not find finished ones still in flight and blame them (§10).
             self._flush_results(now)
-            if self._socket is not None and events:
+            if self._socket is not None:
                 status = self._receive_all(now)
                 if status is not None:
                     return status
@@ -647,26 +652,35 @@ class Worker:
         except zmq.ZMQError as error:
             sock.close(0)
             raise ValueError(f"cannot connect to {self.endpoint}: {error}") from None
-        self._socket = sock
-        self._poller = zmq.Poller()
-        self._poller.register(sock, zmq.POLLIN)
-        self._poller.register(self._wake_r, zmq.POLLIN)
+        with self._sock_lock:
+            self._socket = sock
+        self._poller = select.poll()
+        self._poller.register(sock.getsockopt(zmq.FD), select.POLLIN)
+        self._poller.register(self._wake_r, select.POLLIN)
         log.debug("connecting to %s", self.endpoint)
         self._send_ready(now)
 
     def _close_socket(self, linger_ms: int) -> None:
-        if self._socket is not None:
-            self._socket.close(linger_ms)
-            self._socket = None
+        with self._sock_lock:
+            if self._socket is not None:
+                self._socket.close(linger_ms)
+                self._socket = None
         # Still wake on the pipe while disconnected.
-        self._poller = zmq.Poller()
-        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._poller = select.poll()
+        self._poller.register(self._wake_r, select.POLLIN)
+
+    def _input_pending(self) -> bool:
+        with self._sock_lock:
+            return self._socket is not None and bool(self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     def _send(self, frames: list, now: float) -> None:
-        try:
-            self._socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            log.debug("dropped a message to %s: the pipe is full", self.endpoint)
+        with self._sock_lock:
+            if self._socket is None:
+                return
+            try:
+                self._socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                log.debug("dropped a message to %s: the pipe is full", self.endpoint)
         self._last_sent = now
 
     def _send_ready(self, now: float) -> None:
@@ -691,10 +705,11 @@ class Worker:
     def _receive_all(self, now: float) -> int | None:
         sock = self._socket
         while sock is not None:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return None
+            with self._sock_lock:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    return None
             status = self._handle(frames, now)
             if status is not None:
                 return status
@@ -956,13 +971,35 @@ class Worker:
                 self._running.remove(task)
                 self._free_cores += task.cores
                 if not task.abandoned:
-                    if not self._done:
-                        self._wake()
-                    self._done.append((task.job, task.index, status, frame))
+                    # §8/§10: after a worker dies, the broker blames the oldest tasks it still
+                    # has in flight there. A finished task whose result had not left yet would
+                    # be blamed for a crash of the next one, and the crashing one spared. So
+                    # the result is on the socket before this thread starts another task: it
+                    # sends it itself (under _sock_lock; no hand-over to the I/O thread).
+                    self._send_result(task.job, task.index, status, frame)
                 elif self._recycling:
                     self._wake()  # the stuck one may have returned, or the last busy one
                 if self.slots > 1 and self._queued:
                     cond.notify()
+
+    def _send_result(self, job: int, index: int, status: int, frame: bytes) -> None:
+        """Sends one RESULTS from a task thread (the caller holds _lock, so the I/O thread
+        cannot abandon the task meanwhile)."""
+        header = msgpack.packb({"results": [[job, index, status]]})
+        with self._sock_lock:
+            sock = self._socket
+            if sock is None:
+                return  # disconnected: the task was abandoned with its registration
+            try:
+                sock.send_multipart([P.SIG_WORKER, b"\x06", header, frame], zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                log.debug("dropped a result to %s: the pipe is full", self.endpoint)
+            # The send may have taken the ZMQ_FD's signal of messages that arrived meanwhile:
+            # then the I/O thread would not see them until its next timeout.
+            pending = sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+        self._last_sent = time.monotonic()
+        if pending:
+            self._wake()
 
     def _execute(self, task: Task, thread_id: int) -> tuple[int, bytes | None]:
         try:
@@ -1004,6 +1041,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--slots", type=int, default=None,
                         help="tasks run at once (default: $ACME_WORKER_SLOTS, else 1); N > 1 "
                              "starts N single-slot worker processes under this one")
+    parser.add_argument("--supervise", action="store_true",
+                        help="run the slots as single-slot worker processes under this one, which "
+                             "restarts any that dies, also with --slots 1 (LocalCluster uses it: "
+                             "a task that kills its worker must not shrink the pool for good)")
     parser.add_argument("--threads", action="store_true",
                         help="run the slots as threads of this process instead (they share "
                              "one GIL: for functions that release it)")
@@ -1167,7 +1208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"acme-worker: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
-    if slots > 1 and not options.threads:
+    if (slots > 1 and not options.threads) or options.supervise:
         return _supervise(options, endpoint, slots)
 
     prefetch = options.prefetch if options.prefetch is not None else DEFAULT_PREFETCH * slots

@@ -68,6 +68,11 @@ def wait_gone(pids, timeout):
         time.sleep(0.05)
 
 
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
 def test_two_workers_start_fast_and_run_echo():
     started = time.monotonic()
     cluster = LocalCluster(2)
@@ -76,7 +81,8 @@ def test_two_workers_start_fast_and_run_echo():
         assert elapsed < 5.0, f"LocalCluster(2) took {elapsed:.1f} s to start"
         status = cluster.status()
         assert len(status["workers"]) == 2
-        assert {w["pid"] for w in status["workers"]} == {w.pid for w in cluster.workers}
+        # One supervisor (cluster.workers) runs the single-slot worker processes.
+        assert [parent_of(w["pid"]) for w in status["workers"]] == [cluster.workers[0].pid] * 2
         assert cluster.endpoint.startswith("ipc://")
         client = cluster.client()
         assert cluster.client() is client
@@ -92,9 +98,9 @@ def test_two_workers_start_fast_and_run_echo():
 
 def test_close_leaves_no_process():
     with LocalCluster(2) as cluster:
-        pids = cluster.pids
+        pids = cluster.pids + [w["pid"] for w in cluster.status()["workers"]]
         log_dir = cluster.log_dir
-        assert len(pids) == 3 and not any(gone(pid) for pid in pids)
+        assert len(pids) == 4 and not any(gone(pid) for pid in pids)  # broker, supervisor, 2
         client = cluster.client()
     started = time.monotonic()
     cluster.close()  # idempotent
@@ -189,3 +195,40 @@ def test_default_workers_and_registry():
     finally:
         cluster.close()
     assert acme_cluster.get_default() is None  # close() forgets it
+
+
+def test_a_task_that_kills_its_worker_fails_alone_and_the_pool_recovers():
+    """A poison input (here: abort) kills every worker that runs it. The supervisor restarts
+    the dead worker processes, the broker fails the input as Poisoned after --max-retries
+    deaths, and no other input is blamed: each worker's finished results leave before its
+    next task starts (PROTOCOL.md §8, §10), even with prefetched tasks queued behind."""
+    from acme import ParallelMap
+    from acme.pmap import TasksFailed
+
+    def crash_on_7(x):
+        if x == 7:
+            os.abort()
+        return x * 10
+
+    with LocalCluster(2, broker_args=["--heartbeat-ms", "200", "--max-retries", "2"]) as cluster:
+        acme_cluster.set_default(cluster)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(TasksFailed) as caught:
+                with ParallelMap(crash_on_7, list(range(60)), write_worker_results=False,
+                                 setup_interactive=False) as pmap:
+                    pmap.compute()
+            elapsed = time.monotonic() - t0
+            failure = caught.value
+            assert failure.failed == [7], str(failure)
+            assert "Poisoned" in str(failure.details[7]), failure.details[7]
+            assert [r for i, r in enumerate(failure.results) if i != 7] == \
+                [i * 10 for i in range(60) if i != 7]
+            assert elapsed < 30, elapsed
+            # Both worker processes are back: the next map runs on 2 registrations.
+            assert cluster.wait_for_workers(2, timeout=15) >= 2
+            with ParallelMap(crash_on_7, list(range(8, 20)), write_worker_results=False,
+                             setup_interactive=False) as pmap:
+                assert pmap.compute() == [i * 10 for i in range(8, 20)]
+        finally:
+            acme_cluster.set_default(None)
