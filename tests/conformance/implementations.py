@@ -20,11 +20,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+_BUILD = str(REPO / "build" / "dev")  # this repository's dev build, unless ACME_*_EXE say otherwise
 
 DEFAULTS = {
-    "ACME_WORKER_EXE": "/work/main/build/dev/worker/acme-worker",
-    "ACME_MAP_EXE": "/work/main/build/dev/libclient/acme-map",
-    "ACME_BROKER_EXE": "/work/main/build/dev/broker/acme-broker",
+    "ACME_WORKER_EXE": _BUILD + "/worker/acme-worker",
+    "ACME_MAP_EXE": _BUILD + "/libclient/acme-map",
+    "ACME_BROKER_EXE": _BUILD + "/broker/acme-broker",
     "PYTHON": "/usr/bin/python3",
 }
 

@@ -87,6 +87,16 @@ def _tail(path: str, lines: int = _TAIL_LINES) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
+def _exit_text(returncode: int) -> str:
+    """"exited with status 1", "was killed by SIGKILL"."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
 def _child_setup_for(parent: int):
     """The preexec_fn of every child: die with the thread that started it (PR_SET_PDEATHSIG
     SIGKILL), and at once if the parent is already gone. Resolved before fork: the child only
@@ -245,15 +255,16 @@ class LocalCluster:
     def _problem(self) -> str | None:
         """Why the cluster cannot come up: a child that has exited, with its log's tail."""
         if self.broker.poll() is not None:
-            return (f"acme-broker (pid {self.broker.pid}) exited with status "
-                    f"{self.broker.returncode}; its log ({self.log_dir}/broker.log) ends:\n"
-                    f"{_tail(os.path.join(self.log_dir, 'broker.log'))}")
+            return (f"acme-broker (pid {self.broker.pid}) {_exit_text(self.broker.returncode)}; "
+                    f"its log ({self.log_dir}/broker.log) ends:\n"
+                    f"{_tail(os.path.join(self.log_dir, 'broker.log')) or '(empty)'}")
         for i, worker in enumerate(self.workers):
             if worker.poll() is not None:
                 log = os.path.join(self.log_dir, f"worker-{i}.log")
-                return (f"Python worker {i} (pid {worker.pid}, {sys.executable} -m acme.worker) "
-                        f"exited with status {worker.returncode}; its log ({log}) ends:\n"
-                        f"{_tail(log)}")
+                return (f"Python worker {i}, the supervisor of the cluster's worker processes "
+                        f"(pid {worker.pid}, {sys.executable} -m acme.worker --supervise), "
+                        f"{_exit_text(worker.returncode)}; its log ({log}) ends:\n"
+                        f"{_tail(log) or '(empty)'}")
         return None
 
     def wait_for_workers(self, n: int | None = None, timeout: float = 60.0) -> int:

@@ -518,7 +518,11 @@ class ParallelMap:
 
     Where the map runs: ``acme.cluster.get_default()`` (what ``local_cluster_setup()``
     registers), else ``acme.client.configured_broker()`` ($ACME_BROKER, or the broker that
-    ``acme-launch`` recorded), else a LocalCluster started for this map.
+    ``acme-launch`` recorded), else a LocalCluster started for this map. A default cluster
+    whose broker or workers' supervisor has exited is closed and forgotten first. While no
+    result comes, the map checks every few seconds: a LocalCluster that lost its broker or
+    supervisor fails the map (AcmeError with the log's tail); a broker without any worker is
+    logged every 30 s while the map waits (batch jobs may still be pending).
 
     Differences from ACME, all deliberate:
 
@@ -744,22 +748,23 @@ class ParallelMap:
         from . import protocol, serial
         from .client import Client
 
-        endpoint, source = self._broker()
-        log.info("Preparing %d parallel calls of `%s` on broker %s", len(ids), self.name, endpoint)
         inputs = self._inputs
+        # Everything the workers share is packed before a broker is looked for: an argument
+        # that cannot travel fails here, naming it, with nothing started or submitted.
         if inputs.named:
             function = self.func
             common = None
             if inputs.kw:
-                try:
-                    common = serial.packb({n: a.value for n, a in inputs.kw.items()}, python=False)
-                except TypeError as exc:
-                    raise TypeError(f"{_OBJ} a named argument of {self.func!r}: {exc}") from None
+                common = _pack_shared({n: a.value for n, a in inputs.kw.items()}, inputs.kw.values(),
+                                      python=False)
             frames = _named_frames(inputs, ids)
         else:
             function = "acme.python"
-            common = serial.packb(self._common_frame(), python=True)
+            shared = [a for a in inputs.pos + list(inputs.kw.values()) if a.seq is None]
+            common = _pack_shared(self._common_frame(), shared, python=True)
             frames = _python_frames(inputs, ids)
+        endpoint, source, cluster = self._broker()
+        log.info("Preparing %d parallel calls of `%s` on broker %s", len(ids), self.name, endpoint)
         values = self._values
         write_here = inputs.named and self._spec is not None
         spec = self._spec
@@ -768,9 +773,10 @@ class ParallelMap:
         unpack = serial.unpackb
         OK = protocol.OK
         client = Client(endpoint, source=source)
+        watch = _Watch(endpoint, source, cluster)
         try:
             job = client.submit(function, frames, len(ids), common=common)
-            for batch in job.batches():
+            for batch in watch.batches(job):
                 for r in batch:
                     i = ids[r.index]
                     if r.status == OK:
@@ -878,20 +884,41 @@ class ParallelMap:
             "write": self._spec,
         }
 
-    def _broker(self) -> tuple[str, str]:
-        """(endpoint, source): the default cluster, the configured broker, or a new cluster."""
+    def _broker(self) -> tuple[str, str, Any]:
+        """(endpoint, source, the LocalCluster or None): the default cluster, the configured
+        broker, or a new cluster. A default cluster that has lost its broker or its workers'
+        supervisor is dropped (closed, unregistered) and the map goes on without it."""
         from . import cluster as _cluster
         from .client import configured_broker
         if self._cluster is not None:
-            return self._cluster.endpoint, "LocalCluster"
+            problem = _cluster_problem(self._cluster)
+            if problem is None:
+                return self._cluster.endpoint, "LocalCluster", self._cluster
+            log.warning("The local cluster this map started is unusable, starting a new one: %s",
+                        problem)
+            was_default = _cluster.get_default() is self._cluster
+            self._cluster.close()
+            self._cluster = None
+            if was_default:
+                _cluster.set_default(None)
         default = _cluster.get_default()
         if default is not None:
-            log.info("Attaching to parallel computing client %s", default)
-            return default.endpoint, "LocalCluster"
+            problem = _cluster_problem(default)
+            if problem is None:
+                log.info("Attaching to parallel computing client %s", default)
+                return default.endpoint, "LocalCluster", default
+            log.warning("The default cluster %s is unusable; closing and forgetting it: %s",
+                        default, problem)
+            if _cluster.get_default() is default:
+                _cluster.set_default(None)
+            try:
+                default.close()
+            except Exception as exc:  # noqa: BLE001 - it is dead already
+                log.debug("closing the dead default cluster: %s", exc)
         configured = configured_broker()
         if configured is not None:
             log.info("Attaching to acme broker %s (from %s)", *configured)
-            return configured
+            return configured[0], configured[1], None
         n = self.n_workers
         if n == "auto":
             n = max(1, min(os.cpu_count() or 1, self.n_inputs))
@@ -899,7 +926,7 @@ class ParallelMap:
         self._cluster = _cluster.LocalCluster(n, start_timeout=self.setup_timeout)
         if self.stop_client is False:
             _cluster.set_default(self._cluster)  # kept for later maps, as ACME keeps its client
-        return self._cluster.endpoint, "LocalCluster"
+        return self._cluster.endpoint, "LocalCluster", self._cluster
 
     # -- dry run --
 
@@ -939,13 +966,46 @@ class ParallelMap:
 # Frames
 # ---------------------------------------------------------------------------------------------
 
+def _pack_shared(frame, args, *, python: bool) -> bytes:
+    """`frame` packed; when that fails, a TypeError naming the argument (of `args`) that
+    cannot travel, its type and why."""
+    from .serial import packb
+    try:
+        return packb(frame, python=python)
+    except Exception as exc:  # noqa: BLE001 - cloudpickle raises many kinds
+        _raise_unsendable(args, None, python, exc)
+
+
+def _raise_unsendable(args, i: int | None, python: bool, exc: BaseException):
+    """Finds which of `args` (their value, or item `i` when iterated) cannot be packed and
+    raises a TypeError saying so; re-raises a general one when none alone fails."""
+    from .serial import describe_type, packb
+    for a in args:
+        value = a.value if i is None else a.at(i)
+        try:
+            packb(value, python=python)
+        except Exception as own:  # noqa: BLE001
+            where = f" at input {i}" if i is not None and a.seq is not None else ""
+            raise TypeError(f"{_OBJ} argument '{a.label}'{where} ({describe_type(value)}) cannot "
+                            f"be sent to the workers: {own}") from None
+    where = f" of input {i}" if i is not None else ""
+    raise TypeError(f"{_OBJ} the arguments{where} cannot be sent to the workers: "
+                    f"{type(exc).__name__}: {exc}") from None
+
+
 def _python_frames(inputs: _Inputs, ids: Sequence[int]) -> Iterator[bytes]:
     """Task frames of the acme.python convention: [task_id, [iter args], [iter kwargs]]."""
     from .serial import packb
+    iterated = [a for a in inputs.pos if a.seq is not None] + \
+               [a for a in inputs.kw.values() if a.seq is not None]
     pos = [a.seq for a in inputs.pos if a.seq is not None]
     kws = [a.seq for a in inputs.kw.values() if a.seq is not None]
     for i in ids:
-        yield packb([i, [s[i] for s in pos], [s[i] for s in kws]], python=True)
+        try:
+            frame = packb([i, [s[i] for s in pos], [s[i] for s in kws]], python=True)
+        except Exception as exc:  # noqa: BLE001 - cloudpickle raises many kinds
+            _raise_unsendable(iterated, i, True, exc)
+        yield frame
 
 
 def _named_frames(inputs: _Inputs, ids: Sequence[int]) -> Iterator[bytes]:
@@ -954,9 +1014,85 @@ def _named_frames(inputs: _Inputs, ids: Sequence[int]) -> Iterator[bytes]:
     args = inputs.pos
     for i in ids:
         try:
-            yield packb([a.at(i) for a in args], python=False)
-        except TypeError as exc:
-            raise TypeError(f"{_OBJ} input {i}: {exc}") from None
+            frame = packb([a.at(i) for a in args], python=False)
+        except Exception as exc:  # noqa: BLE001
+            _raise_unsendable(args, i, False, exc)
+        yield frame
+
+
+def _cluster_problem(cluster) -> str | None:
+    """Why a LocalCluster cannot run a map (closed, or its broker or its workers' supervisor
+    has exited, with the log's tail), or None."""
+    if getattr(cluster, "_closed", False):
+        return f"{cluster!r} is closed"
+    problem = getattr(cluster, "_problem", None)
+    try:
+        return problem() if problem is not None else None
+    except Exception as exc:  # noqa: BLE001 - a half-built cluster
+        return f"{type(exc).__name__}: {exc}"
+
+
+class _Watch:
+    """Reads a job's results with bounded waits; while none come, checks why: a dead cluster
+    fails the map (AcmeError naming it), a broker without workers is logged every
+    `_NO_WORKER_EVERY` s (the map waits: batch jobs may pend)."""
+
+    POLL = 2.0  # seconds without a result before a health check
+    STATUS_EVERY = 5.0  # seconds between two STATUS queries while no result comes
+    NO_WORKER_FIRST = 10.0  # seconds without a worker before the first warning
+    NO_WORKER_EVERY = 30.0
+
+    def __init__(self, endpoint: str, source: str, cluster=None):
+        self.endpoint = endpoint
+        self.source = source
+        self.cluster = cluster
+        self.no_worker_since: float | None = None
+        self.warned_at: float | None = None
+        self.asked_at: float | None = None
+
+    def batches(self, job) -> Iterator[list]:
+        while True:
+            try:
+                for batch in job.batches(timeout=self.POLL):
+                    yield batch
+                return
+            except TimeoutError:  # raised by job.batches before anything was taken
+                self.check()
+
+    def check(self) -> None:
+        from .client import AcmeError as _AcmeError, query_status
+        if self.cluster is not None:
+            problem = _cluster_problem(self.cluster)
+            if problem is not None:
+                raise AcmeError(f"{_OBJ} the map cannot finish: its LocalCluster at "
+                                f"{self.endpoint} lost a process: {problem}")
+        now = time.monotonic()
+        if self.asked_at is not None and now - self.asked_at < self.STATUS_EVERY:
+            return
+        self.asked_at = now
+        try:
+            status = query_status(self.endpoint, timeout=self.POLL)
+        except _AcmeError:
+            return  # a broker gone or refusing: the client's own checks report it
+        workers = len(status.get("workers") or ()) + int(status.get("workers_omitted") or 0)
+        now = time.monotonic()
+        if workers:
+            if self.warned_at is not None:
+                log.info("%d worker(s) connected to the broker at %s: the map goes on",
+                         workers, self.endpoint)
+            self.no_worker_since = self.warned_at = None
+            return
+        if self.no_worker_since is None:
+            self.no_worker_since = now
+        waited = now - self.no_worker_since
+        due = self.NO_WORKER_FIRST if self.warned_at is None else \
+            self.warned_at - self.no_worker_since + self.NO_WORKER_EVERY
+        if waited >= due:
+            self.warned_at = now
+            log.warning("no worker is connected to the broker at %s (from %s) for %.0f s: the "
+                        "map waits (are the batch jobs pending? `acme-launch status`)",
+                        self.endpoint, self.source, waited)
+            _flush_log()
 
 
 def _error_map(payload, status: int, unpack) -> dict:

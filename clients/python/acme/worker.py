@@ -168,6 +168,16 @@ _set_async_exc.restype = ctypes.c_int
 QUEUED, RUNNING, RETURNED = 0, 1, 2
 
 
+class _CommonFrameFailed(Exception):
+    """A job's common frame could not be decoded: raised afresh for each of its tasks (one
+    shared exception object would collect every task's traceback)."""
+
+    def __init__(self, message: str, kind: str, tb: str):
+        super().__init__(message)
+        self.kind = kind
+        self.tb = tb
+
+
 class _JobState:
     """What the worker keeps per broker job (§6.4.2): the common frame, decoded once (on a
     task thread, lazily: unpickling may import modules) and shared by the job's tasks."""
@@ -178,7 +188,7 @@ class _JobState:
         self._lock = threading.Lock()
         self._done = False
         self._value = None
-        self._error = None
+        self._error: tuple[str, str, str] | None = None  # (message, kind, traceback)
 
     def get(self, decoder: Callable) -> Any:
         if not self._done:
@@ -186,12 +196,20 @@ class _JobState:
                 if not self._done:
                     try:
                         self._value = decoder(self.frame)
+                    except BuiltinError as error:  # a message made for the user: as it is
+                        self._error = (str(error), error.kind, "")
                     except Exception as error:  # every task of the job fails with it
-                        self._error = error
+                        kind = type(error).__name__
+                        self._error = (f"{kind}: {error}", kind, _user_traceback(error))
                     self._done = True
         if self._error is not None:
-            raise self._error
+            raise _CommonFrameFailed(*self._error)
         return self._value
+
+    @property
+    def value(self) -> Any:
+        """The decoded common frame, or None (not decoded yet, or failed)."""
+        return self._value if self._done else None
 
 
 class Task:
@@ -364,11 +382,23 @@ class _PythonCall:
             raise ValueError(f"the common frame of an acme.python job must be a map with 'fn', "
                              f"not {serial.describe_type(spec)}")
         fn = spec["fn"]
-        if isinstance(fn, (bytes, bytearray)):
-            import pickle
-            fn = pickle.loads(fn)
-        elif isinstance(fn, str):
-            fn = _import_attr(fn)
+        name = spec.get("name") or "function"
+        try:
+            if isinstance(fn, (bytes, bytearray)):
+                import pickle
+                fn = pickle.loads(fn)
+            elif isinstance(fn, str):
+                fn = _import_attr(fn)
+        except Exception as error:
+            hint = ""
+            if isinstance(error, (ImportError, AttributeError)):
+                hint = (" — the workers import it by module name: make the module importable "
+                        "there (PYTHONPATH, the working directory) or define the function in "
+                        "the script (__main__), which is sent by value")
+            raise BuiltinError(f"could not load the map's function '{name}' on worker "
+                               f"{socket.gethostname()}:{os.getpid()}: "
+                               f"{type(error).__name__}: {error}{hint}",
+                               type(error).__name__) from None
         if not callable(fn):
             raise TypeError(f"the function of an acme.python job is "
                             f"{serial.describe_type(fn)}, not callable")
@@ -408,7 +438,21 @@ def _run_python(worker: "Worker", task: Task) -> bytes:
     if call.write is not None:
         from .results import write_result  # h5py only where results are written
         value = write_result(value, task_id, call.write)
-    return serial.packb(value, python=True)
+    try:
+        return serial.packb(value, python=True)
+    except Exception as error:  # the user's value: say which and why, not msgpack's frames
+        raise BuiltinError(f"{call.name}() returned {serial.describe_type(value)} for input "
+                           f"{task_id}, which cannot be sent back: {type(error).__name__}: "
+                           f"{error}", type(error).__name__) from None
+
+
+def _task_function(task: Task) -> str:
+    """"f()" for a task of an acme.python job whose function is known, else "<function>()"."""
+    if task.function == PYTHON_FUNCTION and task.job_state is not None:
+        call = task.job_state.value
+        if isinstance(call, _PythonCall):
+            return f"{call.name}()"
+    return f"{task.function}()"
 
 
 def _user_traceback(error: BaseException) -> str:
@@ -580,7 +624,10 @@ class Worker:
                 self._poller.poll(math.ceil(timeout * 1000))
             else:
                 time.sleep(timeout)
+            due = now + timeout
             now = time.monotonic()
+            if now - due > self._interval() * self._liveness:
+                self._warn_starved(now - due)
             self._drain_wake()
             self._flush_results(now)
             if self._socket is not None:
@@ -598,6 +645,19 @@ class Worker:
                 return status
             if self._socket is not None and now - self._last_sent >= self._interval():
                 self._send([P.SIG_WORKER, b"\x03", b"\x80"], now)
+
+    def _warn_starved(self, late: float) -> None:
+        """The I/O thread ran `late` seconds after it was due: a task held the GIL (a long C
+        call that does not release it), so no heartbeat went out meanwhile."""
+        with self._lock:
+            running = [t for t in self._running if not t.abandoned]
+        if not running:
+            return
+        names = ", ".join(f"task {t.index} of {_task_function(t)}" for t in running[:3])
+        if len(running) > 1:
+            names = f"one of {names}{', ...' if len(running) > 3 else ''}"
+        log.warning("%s held the GIL for %.1f s: the broker may have declared this worker dead "
+                    "(no heartbeat for that long); release the GIL in long C calls", names, late)
 
     def _interval(self) -> float:
         return self._heartbeat if self._state == REGISTERED else DEFAULT_HEARTBEAT
@@ -1010,6 +1070,8 @@ class Worker:
                 raise
             except BuiltinError as error:
                 status, frame = P.FAILED, self._error_frame(str(error), error.kind)
+            except _CommonFrameFailed as error:
+                status, frame = P.FAILED, self._error_frame(str(error), error.kind, error.tb)
             except BaseException as error:  # noqa: B902: a task's SystemExit fails the task
                 kind = type(error).__name__
                 status, frame = P.FAILED, self._error_frame(

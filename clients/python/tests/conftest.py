@@ -22,7 +22,8 @@ import zmq
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # clients/python: holds acme/
 sys.path.insert(0, str(PACKAGE_DIR))
 
-_DEFAULT_BIN = "/work/main/build/dev"
+# This repository's dev build, unless ctest (or you) set ACME_*_EXE.
+_DEFAULT_BIN = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "build", "dev"))
 BROKER_EXE = os.environ.get("ACME_BROKER_EXE", f"{_DEFAULT_BIN}/broker/acme-broker")
 WORKER_EXE = os.environ.get("ACME_WORKER_EXE", f"{_DEFAULT_BIN}/worker/acme-worker")
 MAP_EXE = os.environ.get("ACME_MAP_EXE", f"{_DEFAULT_BIN}/libclient/acme-map")

@@ -7,6 +7,8 @@ Every wait is bounded; sockets are ipc:// under private temp dirs or 127.0.0.1.
 from __future__ import annotations
 
 import os
+
+from conftest import _DEFAULT_BIN  # noqa: E402  (this repository's build/dev)
 import shutil
 import signal
 import socket
@@ -26,8 +28,8 @@ from acme import protocol as P  # noqa: E402
 from acme.client import (AcmeError, BrokerGone, Client, JobError, configured_broker,  # noqa: E402
                          query_status)
 
-BROKER_EXE = os.environ.get("ACME_BROKER_EXE", "/work/main/build/dev/broker/acme-broker")
-WORKER_EXE = os.environ.get("ACME_WORKER_EXE", "/work/main/build/dev/worker/acme-worker")
+BROKER_EXE = os.environ.get("ACME_BROKER_EXE", _DEFAULT_BIN + "/broker/acme-broker")
+WORKER_EXE = os.environ.get("ACME_WORKER_EXE", _DEFAULT_BIN + "/worker/acme-worker")
 
 pytestmark = pytest.mark.skipif(
     not (os.access(BROKER_EXE, os.X_OK) and os.access(WORKER_EXE, os.X_OK)),

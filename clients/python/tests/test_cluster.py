@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+
+from conftest import _DEFAULT_BIN  # noqa: E402  (this repository's build/dev)
 import shutil
 import signal
 import subprocess
@@ -27,7 +29,7 @@ from acme import protocol as P  # noqa: E402
 from acme.client import AcmeError  # noqa: E402
 from acme.cluster import LocalCluster  # noqa: E402
 
-BROKER_EXE = os.environ.get("ACME_BROKER_EXE", "/work/main/build/dev/broker/acme-broker")
+BROKER_EXE = os.environ.get("ACME_BROKER_EXE", _DEFAULT_BIN + "/broker/acme-broker")
 HAVE_WORKER = os.path.exists(os.path.join(PACKAGE_ROOT, "acme", "worker.py"))
 
 pytestmark = [
@@ -169,8 +171,8 @@ def test_missing_broker(monkeypatch, tmp_path):
 def test_worker_that_cannot_start(monkeypatch):
     monkeypatch.setattr(sys, "executable", "/bin/false")  # "python -m acme.worker" exits 1
     started = time.monotonic()
-    with pytest.raises(AcmeError, match="0 of 1 workers registered; Python worker 0 .*exited "
-                                        "with status 1"):
+    with pytest.raises(AcmeError, match="0 of 1 workers registered; Python worker 0, the "
+                                        "supervisor.*exited with status 1"):
         LocalCluster(1, start_timeout=30)
     assert time.monotonic() - started < 10  # seen as the worker exits, not at the timeout
 

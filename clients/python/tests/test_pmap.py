@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+
+from conftest import _DEFAULT_BIN  # noqa: E402  (this repository's build/dev)
 import pickle
 import signal
 import subprocess
@@ -33,8 +35,8 @@ from acme import ParallelMap  # noqa: E402
 from acme import cluster as acme_cluster  # noqa: E402
 from acme.pmap import TasksFailed  # noqa: E402
 
-BROKER_EXE = os.environ.setdefault("ACME_BROKER_EXE", "/work/main/build/dev/broker/acme-broker")
-WORKER_EXE = os.environ.setdefault("ACME_WORKER_EXE", "/work/main/build/dev/worker/acme-worker")
+BROKER_EXE = os.environ.setdefault("ACME_BROKER_EXE", _DEFAULT_BIN + "/broker/acme-broker")
+WORKER_EXE = os.environ.setdefault("ACME_WORKER_EXE", _DEFAULT_BIN + "/worker/acme-worker")
 
 pytestmark = pytest.mark.skipif(
     not os.access(BROKER_EXE, os.X_OK),
@@ -370,17 +372,118 @@ def test_worker_killed_mid_map_still_completes(tmp_path):
     with acme_cluster.LocalCluster(2, start_timeout=60) as own:
         acme_cluster.set_default(own)
         try:
-            victim = own.workers[0].pid
+            # A worker process (a child of the cluster's supervisor, which restarts it).
+            victim = own.status()["workers"][0]["pid"]
+            assert victim != own.workers[0].pid
             killer = threading.Timer(1.0, os.kill, (victim, signal.SIGKILL))
             killer.start()
             with ParallelMap(slow_square, list(range(30)), output_dir=str(tmp_path)) as pmap:
                 files = bounded(pmap.compute)
             killer.join(5)
-            assert own.workers[0].poll() is not None  # it did die
+            with pytest.raises(ProcessLookupError):  # it did die (and was reaped)
+                os.kill(victim, 0)
+            assert own.workers[0].poll() is None  # the supervisor lives on
         finally:
             acme_cluster.set_default(previous)
     assert [v.tolist() for v in read_all(pmap.results_container, 30)] == [[i * i] for i in range(30)]
     assert len(files) == 30 and all(os.path.isfile(f) for f in files)
+
+
+def test_unsendable_arguments_are_named_before_anything_runs(cluster):
+    previous = acme_cluster.get_default()
+    acme_cluster.set_default(None)
+    try:
+        with ParallelMap(simple_func, list(range(5)), 1, z=threading.Lock(), n_workers=1,
+                         write_worker_results=False, verbose=False) as pmap:
+            with pytest.raises(TypeError, match=r"argument 'z' \(a _thread.lock\) cannot be sent "
+                                                r"to the workers: cannot pickle '_thread.lock'"):
+                bounded(pmap.compute)
+            assert pmap._cluster is None  # failed before a cluster was started
+    finally:
+        acme_cluster.set_default(previous)
+    # An iterated argument's element: the argument and the input index.
+    with ParallelMap(simple_func, [1, 2, threading.Lock(), 4], 1, write_worker_results=False,
+                     verbose=False) as pmap:
+        with pytest.raises(TypeError, match=r"argument 'x' at input 2 \(a _thread.lock\) cannot "
+                                            r"be sent to the workers: cannot pickle"):
+            bounded(pmap.compute)
+
+
+def test_dead_supervisor_fails_the_map_naming_it(tmp_path):
+    previous = acme_cluster.get_default()
+    with acme_cluster.LocalCluster(1, start_timeout=60) as own:
+        acme_cluster.set_default(own)
+        try:
+            supervisor = own.workers[0]
+            killer = threading.Timer(1.0, os.kill, (supervisor.pid, signal.SIGKILL))
+            killer.start()
+            started = time.monotonic()
+            with ParallelMap(slow_square, list(range(200)), write_worker_results=False,
+                             verbose=False) as pmap:
+                with pytest.raises(acme.AcmeError, match=r"(?s)the map cannot finish: its "
+                                   r"LocalCluster .* supervisor .*was killed by SIGKILL"):
+                    bounded(pmap.compute, timeout=60)
+            assert time.monotonic() - started < 15
+            killer.join(5)
+        finally:
+            acme_cluster.set_default(previous)
+
+
+def test_dead_default_cluster_is_replaced(caplog):
+    previous = acme_cluster.get_default()
+    dead = acme_cluster.LocalCluster(1, start_timeout=60)
+    acme_cluster.set_default(dead)
+    try:
+        dead.broker.kill()
+        dead.broker.wait(10)
+        with ParallelMap(simple_func, [1, 2], 1, n_workers=1, write_worker_results=False) as pmap:
+            assert bounded(pmap.compute) == [6, 9]
+            assert pmap._cluster is not None and pmap._cluster is not dead
+        assert dead._closed and acme_cluster.get_default() is None
+        assert "The default cluster" in caplog.text and "is unusable" in caplog.text
+    finally:
+        dead.close()
+        acme_cluster.set_default(previous)
+
+
+def test_broker_without_workers_is_reported_while_the_map_waits(monkeypatch, caplog):
+    from acme import pmap as acme_pmap
+    monkeypatch.setattr(acme_pmap._Watch, "POLL", 0.3)
+    monkeypatch.setattr(acme_pmap._Watch, "NO_WORKER_FIRST", 1.0)
+    monkeypatch.setattr(acme_pmap._Watch, "STATUS_EVERY", 0.3)
+    folder = tempfile.mkdtemp(prefix="acme-pm-", dir="/tmp")
+    endpoint = f"ipc://{folder}/broker"
+    procs = [subprocess.Popen([BROKER_EXE, "--bind", endpoint, "--log-level", "warn"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    previous = acme_cluster.get_default()
+    acme_cluster.set_default(None)
+    try:
+        monkeypatch.setenv("ACME_BROKER", endpoint)
+        with ParallelMap(simple_func, [1, 2], 1, write_worker_results=False) as pmap:
+            box = {}
+            thread = threading.Thread(target=lambda: box.setdefault("v", bounded(pmap.compute)),
+                                      daemon=True)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while "no worker is connected" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert f"no worker is connected to the broker at {endpoint} (from $ACME_BROKER)" \
+                in caplog.text and "acme-launch status" in caplog.text
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, PKG]))
+            env.pop("ACME_BROKER", None)
+            procs.append(subprocess.Popen([sys.executable, "-m", "acme.worker", "--connect",
+                                           endpoint], env=env, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            thread.join(60)
+            assert box.get("v") == [6, 9]
+    finally:
+        acme_cluster.set_default(previous)
+        for proc in reversed(procs):
+            proc.kill()
+            proc.wait(10)
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.skipif(not os.access(WORKER_EXE, os.X_OK), reason="acme-worker not built")

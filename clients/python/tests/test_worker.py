@@ -289,6 +289,68 @@ def test_acme_python_jobs_run_shipped_callables(broker, client, start_worker):
     assert serial.unpackb(results[0][2]) == 8
 
 
+def test_unloadable_function_and_unsendable_result_say_why(broker, client, start_worker,
+                                                              tmp_path, monkeypatch):
+    start_worker(broker.endpoint)
+    wait_for_workers(broker.endpoint, 1)
+
+    # A function of a module only this process can import: pickled by reference, the worker
+    # cannot load it; every task gets the same short message (the traceback does not grow).
+    (tmp_path / "onlyhere").mkdir()
+    (tmp_path / "onlyhere" / "latemod_w.py").write_text("def f(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "onlyhere"))
+    import latemod_w
+    results, done = client.run("acme.python", [python_task(i, [i]) for i in range(20)],
+                               common=python_job(latemod_w.f, iter_args=[0]))
+    assert done["failed"] == 20
+    errors = [error_of(results[i][2]) for i in range(20)]
+    message = errors[0]["message"]
+    assert message.startswith("could not load the map's function 'f' on worker "), message
+    assert "ModuleNotFoundError: No module named 'latemod_w'" in message
+    assert "the workers import it by module name" in message and "__main__" in message
+    assert errors[0]["kind"] == "ModuleNotFoundError"
+    assert len({(e["message"], e["traceback"]) for e in errors}) == 1  # the same, not growing
+    assert len(errors[-1]["traceback"]) < 200
+
+    # A return value that cannot be pickled: which function, what type, which input, why.
+    def lock_of(x):
+        import threading
+        return threading.Lock()
+
+    results, done = client.run("acme.python", [python_task(3, [3])],
+                               common=python_job(lock_of, iter_args=[0]))
+    error = error_of(results[0][2])
+    assert error["message"] == ("lock_of() returned a _thread.lock for input 3, which cannot be "
+                                "sent back: TypeError: cannot pickle '_thread.lock' object"), error
+    assert "msgpack" not in error["traceback"] and "serial.py" not in error["traceback"]
+
+
+def test_gil_starvation_is_reported(start_broker, start_worker):
+    broker = start_broker(200, 3)  # dead after 600 ms of silence
+    proc = start_worker(broker.endpoint)
+    wait_for_workers(broker.endpoint, 1)
+
+    def hold_gil(seconds):
+        import ctypes
+        ctypes.PyDLL(None).sleep(seconds)  # a C call that keeps the GIL
+        return seconds
+
+    c = RawClient(broker.endpoint)
+    try:
+        c.run("acme.python", [python_task(0, [2])], common=python_job(hold_gil, iter_args=[0]),
+              deadline=4, max_retries=0)
+    except AssertionError:
+        pass  # whatever became of the task: the worker's log must say what happened
+    finally:
+        c.close()
+    deadline = time.monotonic() + 10
+    while "held the GIL" not in worker_log(proc) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = worker_log(proc)
+    assert "task 0 of hold_gil() held the GIL for " in text, text
+    assert "release the GIL in long C calls" in text
+
+
 def test_timeout_stops_python_code_and_recycles_when_stuck(broker, client, start_worker):
     worker = start_worker(broker.endpoint, "--recycle-after-ms", "300")
     first = wait_for_workers(broker.endpoint, 1)["workers"][0]
