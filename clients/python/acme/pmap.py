@@ -772,8 +772,12 @@ class ParallelMap:
         progress = _Progress(len(ids), log.isEnabledFor(logging.INFO))
         unpack = serial.unpackb
         OK = protocol.OK
-        client = Client(endpoint, source=source)
+        # A LocalCluster's one Client serves every map on it (a Client is a thread and a
+        # socket: ~1.5 ms to set up and take down, most of a short map's round trip).
+        own_client = not hasattr(cluster, "client")
+        client = Client(endpoint, source=source) if own_client else cluster.client()
         watch = _Watch(endpoint, source, cluster)
+        job = None
         try:
             job = client.submit(function, frames, len(ids), common=common)
             for batch in watch.batches(job):
@@ -789,7 +793,10 @@ class ParallelMap:
                 progress.update(len(batch))
         finally:
             progress.close()
-            client.close()
+            if own_client:
+                client.close()
+            elif job is not None and not job.done:
+                job.cancel()  # left early (an error here, Ctrl-C): the shared client stays
         return self._finish(ids, errors)
 
     def _finish(self, ids, errors: dict):
