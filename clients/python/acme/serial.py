@@ -76,6 +76,17 @@ def _ndarray_ext(array) -> msgpack.ExtType:
     return msgpack.ExtType(EXT_NDARRAY, b"".join((head, raw.view("u1").data)))
 
 
+def _plain_scalar(obj: Any, np) -> bool | int | float | None:
+    """A numpy bool, integer or float scalar as the plain Python value; None for others."""
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return None
+
+
 def _default_python(obj: Any) -> Any:
     """msgpack's fallback in Python mode: everything strict msgpack types do not cover."""
     cls = type(obj)
@@ -90,12 +101,9 @@ def _default_python(obj: Any) -> Any:
                 return _ndarray_ext(obj)
             return _pickle(obj)
         if isinstance(obj, np.generic):
-            if isinstance(obj, np.bool_):
-                return bool(obj)
-            if isinstance(obj, np.integer):
-                return int(obj)
-            if isinstance(obj, np.floating):
-                return float(obj)
+            plain = _plain_scalar(obj, np)
+            if plain is not None:
+                return plain
             # complex, datetime, str_ ... keep their numpy type through a pickle
     return _pickle(obj)
 
@@ -111,13 +119,10 @@ def _default_portable(obj: Any) -> Any:
                 return _ndarray_ext(np.asarray(obj))
             raise _portable_error(obj)
         if isinstance(obj, np.generic):
-            if isinstance(obj, np.bool_):
-                return bool(obj)
-            if isinstance(obj, np.integer):
-                return int(obj)
-            if isinstance(obj, np.floating):
-                return float(obj)
-            raise _portable_error(obj)
+            plain = _plain_scalar(obj, np)
+            if plain is None:
+                raise _portable_error(obj)
+            return plain
     # Subclasses of the plain types (IntEnum, OrderedDict, str subclasses ...) as the base.
     for base in (bool, int, float, str, bytes, list, dict):
         if isinstance(obj, base):
