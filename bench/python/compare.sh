@@ -31,6 +31,8 @@ for peer in dask ipp; do
     echo "# $peer skipped: no $PEERS/${peer}_bench.py"
   fi
 done
+echo "## (f) arrays as inputs: acme and dask"
+timeout 1500 $PY bench/python/inputs_bench.py --reps "$REPS" --json-out "$JSON" 2>&1 | tee "$OUT/inputs.log"
 $PY - "$JSON" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -44,7 +46,8 @@ keys = [("throughput_tps", "(a) 20,000 no-op tasks, 2 workers", "tasks/s", True)
         ("efficiency", "(c) 200 x 10 ms sleep, efficiency", "", True),
         ("data_MBps", "(d) 200 x 1 MiB results into the client", "MB/s", True),
         ("data_h5_MBps", "(d) same, written to HDF5 by the workers", "MB/s", True),
-        ("cold_first_s", "(e) cold start -> first result", "s", False)]
+        ("cold_first_s", "(e) cold start -> first result", "s", False),
+        ("inputs_MBps", "(f) 200 x 1 MiB arrays as inputs, sums back", "MB/s", True)]
 print("\n| workload | unit | " + " | ".join(systems) + " | acme vs " + ", ".join(systems[1:]) + " |")
 print("|---|---|" + "---|" * len(systems) + "---|")
 for key, label, unit, higher in keys:

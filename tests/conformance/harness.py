@@ -180,6 +180,21 @@ class FakeBroker:
             if keep:
                 self._pending.extend(s for s in skipped if s[2].command != wire.HEARTBEAT)
 
+    def heartbeats(self, seconds: float, fail, ident: bytes | None = None) -> list:
+        """Gathers for `seconds` and fails unless the peer sent only HEARTBEATs, at least 4 of
+        them, with no silence over 350 ms (§9 with heartbeat_ms 100). Returns the HEARTBEATs."""
+        t0 = time.monotonic()
+        got = [g for g in self.gather(seconds) if ident is None or g[1] == ident]
+        others = [m.name for _, _, m in got if m.command != wire.HEARTBEAT]
+        if others:
+            fail(f"sent {others} while it should only heartbeat (§9)")
+        times = [t0] + [t for t, _, _ in got]
+        gaps = [b - a for a, b in zip(times, times[1:])] + [time.monotonic() - times[-1]]
+        if len(got) < 4 or max(gaps) > 0.35:
+            fail(f"with heartbeat_ms 100 it sent {len(got)} HEARTBEATs in {seconds} s, longest "
+                 f"silence {max(gaps) * 1000:.0f} ms (§9: one every interval)")
+        return [m for _, _, m in got]
+
     def gather(self, seconds: float, match=lambda i, m: True):
         """All messages matching during `seconds` (bounded wait)."""
         deadline = time.monotonic() + seconds

@@ -182,16 +182,7 @@ def test_heartbeats_while_job_open(client):
     c = client("echo", ["1", "2"])
     s = Session(c, heartbeat_ms=100)
     s.open()
-    t0 = time.monotonic()
-    got = c.broker.gather(1.2)
-    times = [t0] + [t for t, _, _ in got]
-    others = [m.name for _, _, m in got if m.command != wire.HEARTBEAT]
-    if others:
-        s.fail(f"sent {others} while waiting for results (expected only HEARTBEAT)")
-    gaps = [b - a for a, b in zip(times, times[1:])] + [time.monotonic() - times[-1]]
-    if len(got) < 4 or max(gaps) > 0.35:
-        s.fail(f"with ACCEPT heartbeat_ms 100 it sent {len(got)} HEARTBEATs in 1.2 s, longest "
-               f"silence {max(gaps) * 1000:.0f} ms (§9)")
+    c.broker.heartbeats(1.2, s.fail)
     s.echo_all()
     s.done(ok=2, failed=0)
     s.expect_success()

@@ -161,6 +161,10 @@ TEST(WorkerPinning, ConcurrentTasksRunOnDisjointCpusAndBigTasksOneAtATime) {
   std::atomic<int> now_running{0};
   std::atomic<int> most{0};
   std::atomic<int> target{2};
+  // How long a task holds its cores waiting for `target` tasks to run together: long when
+  // they should (a loaded machine may take a while to start the second), short when they
+  // must not (then every task waits it out).
+  std::atomic<int> hold_ms{10000};
   registry.add_raw("where", [&](const msgpack::object& /*args*/, const msgpack::object&,
                                 msgpack::packer<msgpack::sbuffer>& result, TaskContext& context) {
     const int n = ++now_running;
@@ -171,8 +175,9 @@ TEST(WorkerPinning, ConcurrentTasksRunOnDisjointCpusAndBigTasksOneAtATime) {
       const std::lock_guard lock(mutex);
       seen.push_back({context.cores(), context.cpus(), thread_affinity()});
     }
-    // Holds its cores until `target` tasks run together (or 1 s passes).
-    test::wait_until([&] { return most.load() >= target.load(); }, 1000ms);
+    // Holds its cores until `target` tasks run together (or hold_ms passes).
+    test::wait_until([&] { return most.load() >= target.load(); },
+                     std::chrono::milliseconds(hold_ms.load()));
     --now_running;
     result.pack_nil();
   });
@@ -207,6 +212,7 @@ TEST(WorkerPinning, ConcurrentTasksRunOnDisjointCpusAndBigTasksOneAtATime) {
   // Two cores per task on two slots: one at a time, each bound to both cores.
   most = 0;
   target = 2;
+  hold_ms = 1000;
   broker.send(id, tasks(2, "where", 3, 0, false, 0, 2), std::vector<std::string>(3, args()));
   EXPECT_EQ(broker.results(3).size(), 3U);
   EXPECT_EQ(most.load(), 1);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <acme/error.hpp>
+#include <acme/ndarray.hpp>
 
 #include "test_support.hpp"
 
@@ -15,7 +16,7 @@ using ::testing::HasSubstr;
 TEST(LoadPlugin, RegistersTheExamplePluginsFunctions) {
   FunctionRegistry registry;
   load_plugin(registry, ACME_EXAMPLE_PLUGIN);
-  EXPECT_THAT(registry.names(), ::testing::ElementsAre("bandpower", "mean"));
+  EXPECT_THAT(registry.names(), ::testing::ElementsAre("bandpower", "mean", "scale"));
   const auto mean = test::run(registry, "mean", test::args(std::vector<double>{1, 2, 3, 6}));
   ASSERT_EQ(mean.status, protocol::TaskStatus::Ok);
   EXPECT_DOUBLE_EQ(mean.value()->as<double>(), 3.0);
@@ -27,6 +28,14 @@ TEST(LoadPlugin, RegistersTheExamplePluginsFunctions) {
   ASSERT_EQ(in_band.status, protocol::TaskStatus::Ok);
   EXPECT_GT(in_band.value()->as<double>(), 0.01);
   EXPECT_LT(off_band.value()->as<double>(), 1e-12);
+  // scale() takes and returns an ext-1 array, keeping its shape.
+  const auto input = NdArray::of<double>({2, 2}, std::vector<double>{1, 2, 3, 4});
+  const auto scaled = test::run(registry, "scale", test::args(input, 2.0));
+  ASSERT_EQ(scaled.status, protocol::TaskStatus::Ok);
+  const auto out = scaled.value()->as<NdArray>();
+  EXPECT_EQ(out.dtype, "<f8");
+  EXPECT_THAT(out.shape, ::testing::ElementsAre(2u, 2u));
+  EXPECT_THAT(out.view().copy_values<double>(), ::testing::ElementsAre(2.0, 4.0, 6.0, 8.0));
 }
 #endif
 

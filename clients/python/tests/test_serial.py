@@ -142,3 +142,81 @@ def test_portable_mode_packs_subclasses_as_their_base():
         RED = 1
 
     assert unpackb(packb(collections.OrderedDict(a=Color.RED), python=False)) == {"a": 1}
+
+
+def _deep(value, levels):
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _same(a, b):
+    """Equality that descends into lists, tuples and dicts and compares arrays by value."""
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+ARR = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+
+@pytest.mark.parametrize("value", [
+    [3, [ARR], []],                                   # ParallelMap's task frame
+    (1, (ARR, [ARR, {"k": (ARR,)}])),                 # tuples holding arrays, nested
+    {"a": [ARR, 2], "b": {"c": ARR}},
+    _deep(ARR, 6),                                    # deeper than the pre-pass looks
+    list(range(100)) + [ARR],                         # an array after the items it peeks at
+    [ARR, np.array(["x", None], dtype=object)],       # a non-plain array next to a plain one
+    [(2**70, ARR), {"n": -(2**65)}],                  # ints beyond 64 bits beside arrays
+])
+def test_nested_arrays_round_trip_in_python_mode(value):
+    back = roundtrip(value)
+    assert _same(back, value), back
+
+
+def test_numpy_scalars_beside_nested_arrays_become_plain_numbers():
+    back = roundtrip([np.float64(0.5), ARR, (np.int8(3), [ARR])])
+    assert _same(back, [0.5, ARR, (3, [ARR])])
+
+
+def test_nested_arrays_are_ext1_in_portable_mode_and_tuples_become_lists():
+    value = (1, (ARR, [ARR, {"k": (ARR,)}]))
+    back = roundtrip(value, python=False)
+    assert _same(back, [1, [ARR, [ARR, {"k": [ARR]}]]])
+    # Another language sees ext 1 at every depth, with no ext 3 anywhere.
+    raw = msgpack.unpackb(packb(value, python=False), strict_map_key=False)
+    assert raw[1][0].code == serial.EXT_NDARRAY
+    assert raw[1][1][1]["k"][0].code == serial.EXT_NDARRAY
+    assert _same(roundtrip(_deep(ARR, 6), python=False), _deep(ARR, 6))
+
+
+@pytest.mark.parametrize("value, named", [
+    ([ARR, [np.array(["x"])]], "a numpy array of dtype <U1"),
+    ((ARR, {1, 2}), "a set"),
+    ([ARR, (2**64,)], "an int beyond 64 bits"),
+])
+def test_portable_mode_refuses_bad_values_next_to_arrays(value, named):
+    with pytest.raises(TypeError, match=named):
+        packb(value, python=False)
+
+
+def test_nested_arrays_are_packed_outside_msgpacks_default_hook(monkeypatch):
+    # Arrays built into ext 1 inside msgpack's `default` cost ~40x more; the pre-pass must
+    # reach those of a task frame (two levels down) so that `default` never sees them.
+    seen = []
+    for name in ("_default_python", "_default_portable"):
+        original = getattr(serial, name)
+
+        def spy(obj, original=original):
+            seen.append(type(obj))
+            return original(obj)
+        monkeypatch.setattr(serial, name, spy)
+    packb([3, [ARR], [{"w": ARR}]])
+    packb([ARR, (ARR, 2.0)], python=False)
+    assert np.ndarray not in seen
