@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
+import faulthandler
 import importlib
 import json
 import logging
@@ -339,6 +340,11 @@ def _crash(worker: "Worker", task: Task) -> bytes:
 
 
 _BUILTIN_RUNNERS = {"echo": _echo, "sleep": _sleep, "fail": _fail, "crash": _crash}
+
+# A result of at least this many bytes is written before its task thread starts another task,
+# waiting at most _RESULT_LEAVES_TIMEOUT seconds for it.
+_TRACK_RESULTS_FROM = 64 * 1024
+_RESULT_LEAVES_TIMEOUT = 1.0
 
 
 def _decode_kwargs(frame) -> dict:
@@ -1027,6 +1033,7 @@ class Worker:
                 if self.slots > 1 and self._queued:
                     cond.notify()  # another thread may start the next one too
             status, frame = self._execute(task, thread_id)
+            sent = None
             with cond:
                 self._running.remove(task)
                 self._free_cores += task.cores
@@ -1034,24 +1041,42 @@ class Worker:
                     # §8/§10: after a worker dies, the broker blames the oldest tasks it still
                     # has in flight there. A finished task whose result had not left yet would
                     # be blamed for a crash of the next one, and the crashing one spared. So
-                    # the result is on the socket before this thread starts another task: it
-                    # sends it itself (under _sock_lock; no hand-over to the I/O thread).
-                    self._send_result(task.job, task.index, status, frame)
+                    # this thread sends the result itself (under _sock_lock; no hand-over to
+                    # the I/O thread) ...
+                    sent = self._send_result(task.job, task.index, status, frame)
                 elif self._recycling:
                     self._wake()  # the stuck one may have returned, or the last busy one
                 if self.slots > 1 and self._queued:
                     cond.notify()
+            if sent is not None:
+                # ... and, for a large result, starts no other task before libzmq's I/O
+                # thread has written it: a crash of the next task would lose the rest with the
+                # process, and the broker would blame (and rerun) the finished task. A small
+                # result leaves within microseconds; the crash report (_report_crashes) gives it
+                # that moment. (Tracking every result cost ~9% of no-op throughput, and no
+                # wait closes the window: PROTOCOL.md §14.)
+                try:
+                    sent.wait(_RESULT_LEAVES_TIMEOUT)
+                except zmq.NotDone:
+                    pass  # a slow or gone peer: do not stall the worker for it
 
-    def _send_result(self, job: int, index: int, status: int, frame: bytes) -> None:
+    def _send_result(self, job: int, index: int, status: int,
+                     frame: bytes) -> zmq.MessageTracker | None:
         """Sends one RESULTS from a task thread (the caller holds _lock, so the I/O thread
-        cannot abandon the task meanwhile)."""
+        cannot abandon the task meanwhile). For a large result, returns what tells when libzmq
+        has written it."""
         header = msgpack.packb({"results": [[job, index, status]]})
+        tracker = None
         with self._sock_lock:
             sock = self._socket
             if sock is None:
-                return  # disconnected: the task was abandoned with its registration
+                return None  # disconnected: the task was abandoned with its registration
             try:
-                sock.send_multipart([P.SIG_WORKER, b"\x06", header, frame], zmq.NOBLOCK, copy=False)
+                track = len(frame) >= _TRACK_RESULTS_FROM
+                tracker = sock.send_multipart([P.SIG_WORKER, b"\x06", header, frame], zmq.NOBLOCK,
+                                              copy=False, track=track)
+                if not track:
+                    tracker = None
             except zmq.Again:
                 log.debug("dropped a result to %s: the pipe is full", self.endpoint)
             # The send may have taken the ZMQ_FD's signal of messages that arrived meanwhile:
@@ -1060,6 +1085,7 @@ class Worker:
         self._last_sent = time.monotonic()
         if pending:
             self._wake()
+        return tracker
 
     def _execute(self, task: Task, thread_id: int) -> tuple[int, bytes | None]:
         try:
@@ -1232,6 +1258,14 @@ def _supervise(options: argparse.Namespace, endpoint: str, slots: int) -> int:
         time.sleep(0.05)
 
 
+def _report_crashes() -> None:
+    """A task that kills the process (a segfault or abort in C code) leaves the Python stack of
+    every thread in the log, so that one sees which function crashed and where. Writing it also
+    gives libzmq's I/O thread the moment it needs to pass on the result sent just before (else
+    lost with the process, and its finished task blamed for the crash, PROTOCOL.md §14)."""
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     original = list(sys.argv[1:] if argv is None else argv)
     options = _parser().parse_args(original)
@@ -1290,6 +1324,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _report_crashes()
     log.info("worker %s:%d offers %d functions with %d slots to %s%s", worker.host, worker.pid,
              len(worker._runners), slots, endpoint,
              f", launch {options.launch_id}" if options.launch_id else "")

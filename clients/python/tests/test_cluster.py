@@ -202,8 +202,10 @@ def test_default_workers_and_registry():
 def test_a_task_that_kills_its_worker_fails_alone_and_the_pool_recovers():
     """A poison input (here: abort) kills every worker that runs it. The supervisor restarts
     the dead worker processes, the broker fails the input as Poisoned after --max-retries
-    deaths, and no other input is blamed: each worker's finished results leave before its
-    next task starts (PROTOCOL.md §8, §10), even with prefetched tasks queued behind."""
+    deaths, and no other input is blamed, even though an input that aborts at once can take
+    the result its worker sent just before down with it: every task in flight on a dead worker
+    is a suspect, and suspects never share a worker (PROTOCOL.md §10, §14). The worker's log
+    shows the Python stack of the crash."""
     from acme import ParallelMap
     from acme.pmap import TasksFailed
 
@@ -227,6 +229,10 @@ def test_a_task_that_kills_its_worker_fails_alone_and_the_pool_recovers():
             assert [r for i, r in enumerate(failure.results) if i != 7] == \
                 [i * 10 for i in range(60) if i != 7]
             assert elapsed < 30, elapsed
+            with open(os.path.join(cluster.log_dir, "worker-0.log"), errors="replace") as log:
+                text = log.read()
+            assert "Fatal Python error: Aborted" in text, text[-2000:]
+            assert "in crash_on_7" in text, text[-2000:]
             # Both worker processes are back: the next map runs on 2 registrations.
             assert cluster.wait_for_workers(2, timeout=15) >= 2
             with ParallelMap(crash_on_7, list(range(8, 20)), write_worker_results=False,

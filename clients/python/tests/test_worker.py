@@ -590,6 +590,26 @@ def test_worker_protocol_against_a_fake_broker(ipc_endpoint, start_worker):
     fake.sock.close(0)
 
 
+def test_a_large_result_leaves_before_the_next_task_can_crash_the_worker(ipc_endpoint,
+                                                                         start_worker):
+    """A 4 MiB result, then a task that aborts at once: the result must be written before the
+    next task starts (else it dies with the process, and the broker blames and reruns the
+    finished task); the crash leaves the Python stack in the log."""
+    fake = FakeBroker(ipc_endpoint)
+    worker = start_worker(ipc_endpoint, "--prefetch", "2")
+    assert fake.recv().command == P.READY
+    fake.send(P.WELCOME, {"worker": 1, "heartbeat_ms": 1000, "liveness": 3})
+    big = bytes(range(256)) * (4 * 4096)
+    fake.send(P.TASKS, {"job": 1, "function": "echo", "tasks": [[0, 1]]}, [msgpack.packb([big])])
+    fake.send(P.TASKS, {"job": 2, "function": "crash", "tasks": [[0, 1]]}, [b"\x90"])
+    assert worker.wait(20) is not None and worker.returncode != 0
+    message = fake.recv()
+    assert message.command == P.RESULTS and message.header["results"] == [[1, 0, P.OK]]
+    assert message.payload == [msgpack.packb(big)]
+    assert "Fatal Python error: Aborted" in worker_log(worker)
+    fake.sock.close(0)
+
+
 def test_worker_reconnects_when_the_broker_is_silent(ipc_endpoint, start_worker):
     fake = FakeBroker(ipc_endpoint)
     start_worker(ipc_endpoint)

@@ -207,7 +207,7 @@ void Scheduler::close_job(JobId id, JobEnd end) {
       std::erase_if(worker.tasks, [&](const InFlight& task) {
         if (task.job != id) return false;
         cancel.tasks.push_back(task.index);
-        if (task.failures > 0) --worker.suspects;
+        if (task.suspect) --worker.suspects;
         return true;
       });
       if (cancel.tasks.empty()) continue;
@@ -328,8 +328,10 @@ void Scheduler::release(Worker& worker, Job& job, std::uint32_t cores) {
 void Scheduler::requeue(Job& job, JobId id, const InFlight& task) {
   // PROTOCOL.md §10: requeued tasks go to the front of their job's queue, so a retry does not
   // wait behind the rest of a long map.
-  job.retries.push_front(
-      Retry{.index = task.index, .attempt = task.attempt + 1, .failures = task.failures});
+  job.retries.push_front(Retry{.index = task.index,
+                               .attempt = task.attempt + 1,
+                               .failures = task.failures,
+                               .suspect = task.suspect});
   ++stats_.requeued;
   mark_dirty(id, job);
 }
@@ -354,7 +356,7 @@ TaskVerdict Scheduler::task_done(WorkerId worker, JobId job_id, TaskIndex index,
   }
   auto task = *it;
   w->tasks.erase(it);
-  if (task.failures > 0) --w->suspects;
+  if (task.suspect) --w->suspects;
   auto& job = jobs_.at(job_id);
   release(*w, job, job.cores);
   mark_dirty(worker, *w);
@@ -416,22 +418,25 @@ void Scheduler::remove_worker(WorkerId id, bool died) {
   std::uint32_t poisoned = 0;
   // PROTOCOL.md §8, §10: a worker starts tasks in the order received and runs `slots` cores'
   // worth at once, so only the oldest slots' worth may have been running when it died. Those
-  // count a failure; the prefetched rest never ran and go back blameless.
+  // count a failure; the prefetched rest never ran and go back blameless. All of them become
+  // suspects: a result sent just before the death can be lost with the process, and then the
+  // task that crashed it is among the "prefetched"; kept apart, the two cannot meet again.
   std::uint32_t running_cores = 0;
   // Requeue back to front so that the oldest task ends up first in its job's queue.
-  std::vector<bool> suspect(tasks.size(), false);
+  std::vector<bool> blamed(tasks.size(), false);
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     const auto cores = jobs_.at(tasks[i].job).cores;
     if (!died || running_cores + cores > worker.slots) break;
     running_cores += cores;
-    suspect[i] = true;
+    blamed[i] = true;
   }
   for (std::size_t i = tasks.size(); i-- > 0;) {
     auto task = tasks[i];
     auto& job = jobs_.at(task.job);
     --job.in_flight;
     clients_[index_of(job.client)].in_flight -= job.cores;
-    if (suspect[i]) {
+    if (died) task.suspect = true;
+    if (blamed[i]) {
       ++task.failures;
       if (task.failures >= job.max_retries) {
         ++poisoned;
@@ -680,23 +685,24 @@ std::uint32_t Scheduler::assign(WorkerId wid, Worker& worker, JobId jid, Job& jo
   while (sent < limit && worker.used < bound && job.cores <= bound - worker.used &&
          job.queued() > 0) {
     InFlight task{.job = jid};
-    // §10: a suspect (a task that was running when a worker died) never shares a worker with
+    // §10: a suspect (a task in flight on a worker that died) never shares a worker with
     // another suspect, so that an innocent task that once ran beside a poison task is not
     // blamed again for the next worker the poison task kills.
     const auto retry = std::find_if(job.retries.begin(), job.retries.end(), [&](const Retry& r) {
-      return r.failures == 0 || worker.suspects == 0;
+      return !r.suspect || worker.suspects == 0;
     });
     if (retry != job.retries.end()) {
       task.index = retry->index;
       task.attempt = retry->attempt;
       task.failures = retry->failures;
+      task.suspect = retry->suspect;
       job.retries.erase(retry);
     } else if (job.next < job.received) {
       task.index = job.next++;
     } else {
       break;  // only suspects left, and this worker holds one
     }
-    if (task.failures > 0) ++worker.suspects;
+    if (task.suspect) ++worker.suspects;
     if (send == nullptr || send->worker != wid || send->job != jid ||
         send->tasks.size() >= config_.max_batch) {
       send = &std::get<SendTasks>(decisions_.emplace_back(SendTasks{.worker = wid, .job = jid}));
@@ -737,7 +743,7 @@ Scheduler::InFlightCounts Scheduler::check_worker_invariants() const {
     std::uint64_t used = 0;
     std::uint32_t suspects = 0;
     for (const auto& task : worker.tasks) {
-      suspects += task.failures > 0 ? 1 : 0;
+      suspects += task.suspect ? 1 : 0;
       const auto it = jobs_.find(task.job);
       require(it != jobs_.end(), "a worker holds a task of a closed job");
       const auto& job = it->second;
@@ -790,10 +796,9 @@ void Scheduler::check_work_conservation() const {
       for (const auto id : functions_[f].pending) {
         const auto& job = jobs_.at(id);
         // Only suspects left, and the worker holds one: they wait for another worker (§10).
-        const bool only_suspects =
-            job.next == job.received &&
-            std::all_of(job.retries.begin(), job.retries.end(),
-                        [](const Retry& retry) { return retry.failures > 0; });
+        const bool only_suspects = job.next == job.received &&
+                                   std::all_of(job.retries.begin(), job.retries.end(),
+                                               [](const Retry& retry) { return retry.suspect; });
         if (only_suspects && worker.suspects > 0) continue;
         require(job.cores > worker.slots || worker.capacity - worker.used < job.cores,
                 "a worker has free credit while a task it could run is queued");

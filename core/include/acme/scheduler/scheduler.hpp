@@ -149,20 +149,22 @@ class Scheduler {
     TaskIndex index = 0;
     std::uint32_t attempt = 1;
     std::uint32_t failures = 0;  // earlier attempts that ended in a death or a retried error
+    bool suspect = false;        // was in flight on a worker that died (PROTOCOL.md §10)
   };
   struct Retry {
     TaskIndex index = 0;
     std::uint32_t attempt = 1;  // the attempt number it will be sent with
     std::uint32_t failures = 0;
+    bool suspect = false;
   };
   struct Worker {
     bool alive = false;
     bool dirty = false;
     std::uint32_t idle_generation = 0;  // entries of the idle lists with another value are stale
     std::uint32_t slots = 1;
-    std::uint32_t capacity = 1;  // slots + prefetch, in cores
-    std::uint32_t used = 0;      // cores of the tasks in flight
-    std::uint32_t suspects = 0;  // tasks in flight with failures > 0 (at most one: PROTOCOL.md §10)
+    std::uint32_t capacity = 1;           // slots + prefetch, in cores
+    std::uint32_t used = 0;               // cores of the tasks in flight
+    std::uint32_t suspects = 0;           // suspects in flight (at most one: PROTOCOL.md §10)
     std::vector<FunctionId> functions{};  // sorted
     std::deque<InFlight> tasks{};         // in flight, in the order sent (§8: FIFO start order)
     TimePoint last_seen{};
