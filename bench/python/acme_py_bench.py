@@ -149,6 +149,18 @@ def one(args):
     print("JSON " + json.dumps(out), flush=True)
 
 
+def report(system, key, vals, json_out, unit=""):
+    """Prints the RESULT line of one measurement (median and range over the repetitions) and
+    appends it to `json_out` (one JSON line, compare.sh reads them)."""
+    med = statistics.median(vals)
+    print(f"RESULT {system} {key}: median {med:,.4g}{unit} (range {min(vals):,.4g} - "
+          f"{max(vals):,.4g}, n={len(vals)})", flush=True)
+    if json_out:
+        with open(json_out, "a") as f:
+            f.write(json.dumps({"system": system, "key": key, "median": med, "min": min(vals),
+                                "max": max(vals), "n": len(vals), "all": vals}) + "\n")
+
+
 def reps(args):
     """Each repetition in a fresh process (its own session), then median and range."""
     runs = []
@@ -175,14 +187,7 @@ def reps(args):
         print(f"# rep {r + 1}: rc={p.returncode}", flush=True)
         time.sleep(1.0)
     for key in (runs[0] if runs else {}):
-        vals = [run[key] for run in runs if key in run]
-        med = statistics.median(vals)
-        print(f"RESULT {SYSTEM} {key}: median {med:,.4g} (range {min(vals):,.4g} - {max(vals):,.4g}, "
-              f"n={len(vals)})", flush=True)
-        if args.json_out:
-            with open(args.json_out, "a") as f:
-                f.write(json.dumps({"system": SYSTEM, "key": key, "median": med, "min": min(vals),
-                                    "max": max(vals), "n": len(vals), "all": vals}) + "\n")
+        report(SYSTEM, key, [run[key] for run in runs if key in run], args.json_out)
     if not runs:
         print(f"RESULT {SYSTEM}: FAILED (no repetition finished)", flush=True)
         sys.exit(1)

@@ -16,10 +16,12 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from acme_py_bench import report  # noqa: E402
 
 N_ARRAYS, ARRAY_BYTES, N_WORKERS = 200, 1 << 20, 2
 KEY = "inputs_MBps"
@@ -113,13 +115,7 @@ def main():
             print(f"RESULT {system} {KEY}: FAILED (no repetition finished)", flush=True)
             failed = True
             continue
-        med = statistics.median(runs)
-        print(f"RESULT {system} {KEY}: median {med:,.4g} MB/s (range {min(runs):,.4g} - "
-              f"{max(runs):,.4g}, n={len(runs)})", flush=True)
-        if args.json_out:
-            with open(args.json_out, "a") as f:
-                f.write(json.dumps({"system": system, "key": KEY, "median": med, "min": min(runs),
-                                    "max": max(runs), "n": len(runs), "all": runs}) + "\n")
+        report(system, KEY, runs, args.json_out, " MB/s")
     sys.exit(1 if failed else 0)
 
 
