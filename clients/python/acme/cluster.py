@@ -238,6 +238,7 @@ class LocalCluster:
         paths = [p if p else os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.pop("ACME_BROKER", None)  # the worker's endpoint is --connect
+        env["ACME_CRASH_DIR"] = self.log_dir  # crash_report() reads them
         # One supervisor runs every slot as a single-slot worker process and restarts one that
         # dies (a task that crashes its worker must not shrink the pool until the map hangs).
         worker_argv = [sys.executable, "-m", "acme.worker", "--connect", self.endpoint,
@@ -325,6 +326,12 @@ class LocalCluster:
             if self._client is None:
                 self._client = Client(self.endpoint, source=self.source)
             return self._client
+
+    def crash_report(self, pid) -> str:
+        """The Python stack that worker process `pid` left when a task crashed it ("" if
+        none): faulthandler's report, from the cluster's temp dir."""
+        from .worker import read_crash_report
+        return read_crash_report(self.log_dir, pid)
 
     # ---- shutdown ----
 

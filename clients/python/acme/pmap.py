@@ -790,6 +790,8 @@ class ParallelMap:
                         values[i] = value
                     else:
                         errors[i] = _error_map(r.payload, r.status, unpack)
+                        if r.status == protocol.POISONED and hasattr(cluster, "crash_report"):
+                            _add_crash_report(errors[i], cluster)
                 progress.update(len(batch))
         finally:
             progress.close()
@@ -1112,6 +1114,14 @@ def _error_map(payload, status: int, unpack) -> dict:
     err.setdefault("message", "")
     err["status"] = status
     return err
+
+
+def _add_crash_report(err: dict, cluster) -> None:
+    """A poisoned input on a LocalCluster: the Python stack its last worker left when it died
+    (the broker's error map names that worker's pid) becomes the error's traceback."""
+    report = cluster.crash_report(err.get("pid"))
+    if report and not err.get("traceback"):
+        err["traceback"] = f"worker pid {err.get('pid')} crashed running this input:\n{report}"
 
 
 def _error_text(err: dict) -> str:

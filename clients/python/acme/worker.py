@@ -1248,8 +1248,11 @@ def _supervise(options: argparse.Namespace, endpoint: str, slots: int) -> int:
                 delay = backoff[slot]
                 backoff[slot] = min(backoff[slot] * 2, 5.0)
                 restart_at[slot] = now + delay
-                log.warning("worker process %d (pid %d) died (%s); restarting in %.1f s", slot,
-                            child.pid, f"signal {-code}" if code < 0 else f"exit {code}", delay)
+                crash_dir = os.environ.get(CRASH_DIR_ENV)
+                report = read_crash_report(crash_dir, child.pid) if crash_dir else ""
+                log.warning("worker process %d (pid %d) died (%s); restarting in %.1f s%s", slot,
+                            child.pid, f"signal {-code}" if code < 0 else f"exit {code}", delay,
+                            f"\n{report}" if report else "")
             else:
                 codes.append(code)
                 log.info("worker process %d (pid %d) exited with %d", slot, child.pid, code)
@@ -1258,12 +1261,38 @@ def _supervise(options: argparse.Namespace, endpoint: str, slots: int) -> int:
         time.sleep(0.05)
 
 
+CRASH_DIR_ENV = "ACME_CRASH_DIR"  # set: each worker process writes crash-<pid>.log there
+_crash_file = None  # faulthandler writes to its descriptor: it stays open while we run
+
+
 def _report_crashes() -> None:
     """A task that kills the process (a segfault or abort in C code) leaves the Python stack of
-    every thread in the log, so that one sees which function crashed and where. Writing it also
-    gives libzmq's I/O thread the moment it needs to pass on the result sent just before (else
-    lost with the process, and its finished task blamed for the crash, PROTOCOL.md §14)."""
-    faulthandler.enable(file=sys.stderr, all_threads=True)
+    every thread, so that one sees which function crashed and where: in $ACME_CRASH_DIR/
+    crash-<pid>.log when set (LocalCluster sets it; ParallelMap then adds the report to the
+    failure of the input that crashed), else in the log. Writing it also gives libzmq's I/O
+    thread the moment it needs to pass on a small result sent just before (PROTOCOL.md §14)."""
+    global _crash_file
+    target = sys.stderr
+    directory = os.environ.get(CRASH_DIR_ENV)
+    if directory:
+        try:
+            target = _crash_file = open(crash_report_path(directory, os.getpid()), "w")
+        except OSError as error:
+            log.warning("cannot write crash reports to %s: %s", directory, error)
+    faulthandler.enable(file=target, all_threads=True)
+
+
+def crash_report_path(directory: str, pid: int) -> str:
+    return os.path.join(directory, f"crash-{pid}.log")
+
+
+def read_crash_report(directory: str, pid: Any) -> str:
+    """What worker process `pid` wrote to its crash report in `directory` ("" if nothing)."""
+    try:
+        with open(crash_report_path(directory, int(pid)), errors="replace") as report:
+            return report.read(64 * 1024).strip()
+    except (OSError, TypeError, ValueError):
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

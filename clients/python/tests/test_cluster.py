@@ -204,8 +204,8 @@ def test_a_task_that_kills_its_worker_fails_alone_and_the_pool_recovers():
     the dead worker processes, the broker fails the input as Poisoned after --max-retries
     deaths, and no other input is blamed, even though an input that aborts at once can take
     the result its worker sent just before down with it: every task in flight on a dead worker
-    is a suspect, and suspects never share a worker (PROTOCOL.md §10, §14). The worker's log
-    shows the Python stack of the crash."""
+    is a suspect, and suspects never share a worker (PROTOCOL.md §10, §14). The failure, and
+    the worker's log, show the Python stack of the crash."""
     from acme import ParallelMap
     from acme.pmap import TasksFailed
 
@@ -226,6 +226,10 @@ def test_a_task_that_kills_its_worker_fails_alone_and_the_pool_recovers():
             failure = caught.value
             assert failure.failed == [7], str(failure)
             assert "Poisoned" in str(failure.details[7]), failure.details[7]
+            # The failure carries the Python stack the worker left when input 7 crashed it.
+            assert "Fatal Python error: Aborted" in failure.errors[7], failure.errors[7]
+            assert "in crash_on_7" in failure.errors[7], failure.errors[7]
+            assert "in crash_on_7" in str(failure)
             assert [r for i, r in enumerate(failure.results) if i != 7] == \
                 [i * 10 for i in range(60) if i != 7]
             assert elapsed < 30, elapsed

@@ -610,6 +610,38 @@ def test_a_large_result_leaves_before_the_next_task_can_crash_the_worker(ipc_end
     fake.sock.close(0)
 
 
+def test_crash_reports_go_to_the_crash_dir_and_the_supervisors_log(ipc_endpoint, start_worker,
+                                                                    tmp_path):
+    """With ACME_CRASH_DIR, a worker process that crashes leaves crash-<pid>.log there (what
+    LocalCluster reads for ParallelMap's error) and its supervisor logs it; a directory it
+    cannot write to is a warning, not a reason to stop serving."""
+    from acme.worker import read_crash_report
+    crash_dir = tmp_path / "crashes"
+    crash_dir.mkdir()
+    fake = FakeBroker(ipc_endpoint)
+    supervisor = start_worker(ipc_endpoint, "--slots", "1", "--supervise",
+                              env={"ACME_CRASH_DIR": str(crash_dir)})
+    ready = fake.recv()
+    fake.send(P.WELCOME, {"worker": 1, "heartbeat_ms": 1000, "liveness": 3})
+    fake.send(P.TASKS, {"job": 1, "function": "crash", "tasks": [[0, 1]]}, [b"\x90"])
+    deadline = time.monotonic() + 20
+    while "died (signal" not in worker_log(supervisor):
+        assert time.monotonic() < deadline, worker_log(supervisor)
+        time.sleep(0.05)
+    report = read_crash_report(str(crash_dir), ready.header["pid"])
+    assert "Fatal Python error: Aborted" in report and "in _crash" in report, report
+    assert "in _crash" in worker_log(supervisor)
+    assert read_crash_report(str(crash_dir), 1) == "" and read_crash_report("/nope", "x") == ""
+
+    other = start_worker(None, "--connect", ipc_endpoint,
+                         env={"ACME_CRASH_DIR": str(tmp_path / "missing")})
+    deadline = time.monotonic() + 20
+    while "cannot write crash reports to" not in worker_log(other):
+        assert other.poll() is None and time.monotonic() < deadline, worker_log(other)
+        time.sleep(0.05)
+    fake.sock.close(0)
+
+
 def test_worker_reconnects_when_the_broker_is_silent(ipc_endpoint, start_worker):
     fake = FakeBroker(ipc_endpoint)
     start_worker(ipc_endpoint)
